@@ -1,0 +1,130 @@
+"""Fixtures shared by every test layer.
+
+Database-backed tests run once per backend: SQLite (always) and the real PostgreSQL server.
+Where PostgreSQL cannot be reached they skip with the reason, except under ``CI=true``,
+where an unreachable server fails the run: CI must prove both backends.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get(
+    "YINQI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+# Keep every test run away from the user's own Yinqi and Prefect state.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+for _name in [k for k in os.environ if k.startswith("YINQI_")]:
+    if _name != "YINQI_TEST_PG_URL":
+        del os.environ[_name]
+
+
+def _psycopg_dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> str:
+    import psycopg
+
+    dsn = _psycopg_dsn(PG_ADMIN_URL)
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).strip().splitlines()[0]}"
+        if UNDER_CI:
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run, not skip)")
+        pytest.skip(reason)
+    return dsn
+
+
+@pytest.fixture
+def pg_database(pg_admin_dsn: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    import psycopg
+
+    name = f"yinqi_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'yinqi.db'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def engine(db_url: str):  # type: ignore[no-untyped-def]
+    from yinqi.store import make_engine, upgrade
+
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine):  # type: ignore[no-untyped-def]
+    from yinqi.store import session_factory
+
+    return session_factory(engine)
+
+
+MASTER_SECRET = "test-master-secret-" + "x" * 32
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An initialised Yinqi (config, schema, company, users, keys) on the backend under test."""
+    from config import load_settings
+    from yinqi.bootstrap import App
+    from yinqi.cli.init_cmd import run_init
+
+    settings = load_settings(home=tmp_path / "home", database_url=db_url,
+                             master_secret=MASTER_SECRET)
+    application = App(settings)
+    run_init(application)
+    yield application
+    application.close()
+
+
+# --- a line in the summary that shows both backends really ran -------------------------------
+
+_outcomes: Counter[tuple[str, str]] = Counter()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        for backend in ("sqlite", "postgresql"):
+            if f"[{backend}" in report.nodeid or f"-{backend}" in report.nodeid:
+                _outcomes[(backend, report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if not _outcomes:
+        return
+    parts = []
+    for backend in ("sqlite", "postgresql"):
+        counts = ", ".join(f"{n} {outcome}" for (b, outcome), n in sorted(_outcomes.items())
+                           if b == backend)
+        parts.append(f"{backend}: {counts or 'none'}")
+    terminalreporter.write_line("database backends: " + "; ".join(parts))

@@ -1,0 +1,52 @@
+"""Wiring: settings, config, database and keys, built once per process on first use.
+
+Nothing here runs at import time; the CLI, the flows and the tests each make an ``App``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import Settings, YinqiConfig, load_config, load_settings
+from yinqi.security.fields import FieldCipher
+from yinqi.security.master import derive_key, load_master_secret
+from yinqi.store.audit_log import AuditLog
+from yinqi.store.engine import make_engine, session_factory
+
+
+class App:
+    def __init__(self, settings: Settings | None = None, config: YinqiConfig | None = None):
+        self.settings = settings or load_settings()
+        if config is not None:
+            self.__dict__["config"] = config
+
+    @cached_property
+    def config(self) -> YinqiConfig:
+        return load_config(self.settings)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.resolved_database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def master_secret(self) -> bytes:
+        return load_master_secret(self.settings)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(derive_key(self.master_secret, "audit/chain"))
+
+    @cached_property
+    def field_cipher(self) -> FieldCipher:
+        return FieldCipher({1: derive_key(self.master_secret, "fields/1")}, current=1)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()

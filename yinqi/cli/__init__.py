@@ -1,0 +1,5 @@
+"""The ``yinqi`` command."""
+
+from yinqi.cli.app import app, main
+
+__all__ = ["app", "main"]

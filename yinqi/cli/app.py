@@ -1,0 +1,40 @@
+"""The ``yinqi`` command: entry layer over the domain, the store and (later) the flows.
+
+Exit codes: 0 success; 1 a check failed (doctor, audit verify); 2 bad configuration or input.
+An error always prints as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from yinqi.cli import audit_cmd, doctor_cmd, init_cmd
+from yinqi.cli.output import fail_line
+from yinqi.errors import ConfigError, InvalidValue, YinqiError
+
+app = typer.Typer(
+    name="yinqi",
+    help="Yinqi (银企): bank-enterprise direct-connect payments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("init")(init_cmd.init)
+app.command("doctor")(doctor_cmd.doctor)
+app.add_typer(audit_cmd.app, name="audit")
+
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, InvalidValue) as exc:
+        fail_line(str(exc))
+        sys.exit(EXIT_BAD_INPUT)
+    except YinqiError as exc:
+        fail_line(str(exc))
+        sys.exit(EXIT_CHECK_FAILED)

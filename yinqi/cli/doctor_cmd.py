@@ -1,0 +1,38 @@
+"""``yinqi doctor``: is this installation able to pay?"""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from yinqi.bootstrap import App
+from yinqi.cli.output import console, print_json
+from yinqi.doctor import Status, run_checks
+
+_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
+
+
+def doctor(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Check the database, migrations, keys, certificates, Prefect API and every bank."""
+    app = App()
+    try:
+        checks = run_checks(app)
+    finally:
+        app.close()
+    failed = [c for c in checks if c.status is Status.FAIL]
+    if json_out:
+        print_json({"ok": not failed,
+                    "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail}
+                               for c in checks]})
+    else:
+        table = Table(title="yinqi doctor", show_lines=False)
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        for c in checks:
+            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status.value}[/]", c.detail)
+        console.print(table)
+        console.print(f"{len(failed)} failed, "
+                      f"{sum(c.status is Status.WARN for c in checks)} warnings")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,75 @@
+"""``yinqi init``: create or migrate the database, the keys and the demo company. Safe to rerun."""
+
+from __future__ import annotations
+
+import typer
+from sqlalchemy import select
+
+from yinqi.bootstrap import App
+from yinqi.cli.output import console, print_json
+from yinqi.security.keystore import create_signing_key
+from yinqi.security.master import ensure_master_secret
+from yinqi.store import migrate
+from yinqi.store.models import Key
+from yinqi.store.setup import DEMO_USERS, SYSTEM, ensure_users, sync_company
+
+SIGNING_KEY_ID = "signing-1"
+
+
+def run_init(app: App) -> list[str]:
+    """Everything ``yinqi init`` does; returns what changed (empty on a rerun)."""
+    settings = app.settings
+    config = app.config  # fail on a bad config before touching anything
+    changes: list[str] = []
+    for folder in (settings.home, settings.archive_dir, settings.receipts_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if ensure_master_secret(settings):
+        changes.append(f"master secret {settings.master_secret_file}")
+    before = migrate.current_revision(app.engine)
+    migrate.upgrade(app.engine)
+    after = migrate.current_revision(app.engine)
+    if before != after:
+        changes.append(f"database schema {before or 'empty'} -> {after}")
+    with app.sessions.begin() as session:
+        changes += sync_company(session, config, app.audit)
+        users = ensure_users(session, DEMO_USERS, app.field_cipher, app.audit)
+        if users:
+            changes.append(f"{len(users)} user(s): {', '.join(users)}")
+        has_key = session.execute(
+            select(Key.id).where(Key.purpose == "signing", Key.retired_at.is_(None))
+        ).first()
+        if not has_key:
+            info = create_signing_key(settings.keys_dir, app.master_secret, SIGNING_KEY_ID,
+                                      config.company.name)
+            session.add(Key(key_id=info.key_id, purpose=info.purpose, algorithm=info.algorithm,
+                            fingerprint=info.fingerprint, certificate_pem=info.certificate_pem,
+                            path=str(info.key_path), not_before=info.not_before,
+                            not_after=info.not_after))
+            app.audit.append(session, actor=SYSTEM, action="key.created", subject_type="key",
+                             subject_ids=[info.key_id],
+                             details={"fingerprint": info.fingerprint,
+                                      "not_after": info.not_after.isoformat()})
+            changes.append(f"signing key {info.key_id} ({info.algorithm})")
+    return changes
+
+
+def init(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Create or migrate the database, create the keys and the demo company (safe to rerun)."""
+    app = App()
+    try:
+        changes = run_init(app)
+        url = app.engine.url.render_as_string(hide_password=True)
+    finally:
+        app.close()
+    if json_out:
+        print_json({"home": str(app.settings.home), "database": url, "changes": changes})
+        return
+    console.print(f"Yinqi home: {app.settings.home}")
+    console.print(f"Database:   {url}")
+    if changes:
+        for change in changes:
+            console.print(f"  created {change}")
+    else:
+        console.print("  already initialised: nothing to do")

@@ -1,0 +1,174 @@
+"""Health checks behind ``yinqi doctor``: each says what it found and what to do about it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography import x509
+from sqlalchemy import select, text
+
+from yinqi.bootstrap import App
+from yinqi.errors import YinqiError
+from yinqi.security.keystore import load_private_key
+from yinqi.store import migrate
+from yinqi.store.models import Key
+
+WARN_DAYS = 30
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+def _expiry(name: str, not_after: datetime, now: datetime) -> Check:
+    days = (not_after - now).days
+    if not_after <= now:
+        return Check(name, Status.FAIL, f"EXPIRED on {not_after:%Y-%m-%d}: rotate it now")
+    if days < WARN_DAYS:
+        return Check(name, Status.WARN, f"expires in {days} days ({not_after:%Y-%m-%d}): rotate it")
+    return Check(name, Status.OK, f"valid until {not_after:%Y-%m-%d} ({days} days)")
+
+
+def check_database(app: App) -> Iterator[Check]:
+    url = app.engine.url.render_as_string(hide_password=True)
+    try:
+        with app.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means the same thing to the operator
+        yield Check("database", Status.FAIL, f"{url}: cannot connect ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]})")
+        return
+    yield Check("database", Status.OK, f"{url} ({app.engine.dialect.name})")
+    current, head = migrate.current_revision(app.engine), migrate.head_revision()
+    if current == head:
+        yield Check("migrations", Status.OK, f"at {head} (latest)")
+    else:
+        yield Check("migrations", Status.FAIL,
+                    f"at {current or 'nothing'}, code needs {head}: run `yinqi init`")
+
+
+def check_master_secret(app: App) -> Iterator[Check]:
+    settings = app.settings
+    source = "YINQI_MASTER_SECRET" if settings.master_secret else str(settings.master_secret_file)
+    try:
+        app.master_secret  # noqa: B018 - loading is the check
+    except YinqiError as exc:
+        yield Check("master secret", Status.FAIL, str(exc))
+        return
+    if settings.master_secret is None:
+        mode = stat.S_IMODE(settings.master_secret_file.stat().st_mode)
+        yield Check("master secret", Status.OK, f"{source} (mode {mode:o})")
+    else:
+        yield Check("master secret", Status.OK, source)
+
+
+def check_keys(app: App, now: datetime) -> Iterator[Check]:
+    try:
+        with app.sessions() as session:
+            keys = session.execute(select(Key).where(Key.retired_at.is_(None))).scalars().all()
+    except Exception:  # the database check already said why
+        yield Check("signing key", Status.FAIL, "cannot read key metadata from the database")
+        return
+    if not keys:
+        yield Check("signing key", Status.FAIL, "no active signing key: run `yinqi init`")
+        return
+    for key in keys:
+        name = f"key {key.key_id}"
+        try:
+            load_private_key(Path(key.path), app.master_secret)
+        except YinqiError as exc:
+            yield Check(name, Status.FAIL, str(exc))
+            continue
+        yield _expiry(name, key.not_after, now)
+
+
+def check_audit(app: App) -> Iterator[Check]:
+    try:
+        with app.sessions() as session:
+            verdict = app.audit.verify(session)
+    except YinqiError as exc:
+        yield Check("audit chain", Status.FAIL, str(exc))
+        return
+    yield Check("audit chain", Status.OK if verdict.ok else Status.FAIL, str(verdict))
+
+
+def check_prefect() -> Iterator[Check]:
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        yield Check("prefect api", Status.OK,
+                    "local mode: flows start a temporary server (set PREFECT_API_URL for a shared one)")
+        return
+    try:
+        response = httpx.get(api.rstrip("/") + "/health", timeout=3.0)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        yield Check("prefect api", Status.FAIL, f"{api}: not healthy ({type(exc).__name__}); "
+                    "is `prefect server start` running?")
+        return
+    yield Check("prefect api", Status.OK, f"{api} healthy")
+
+
+def check_banks(app: App, now: datetime, timeout: float = 2.0) -> Iterator[Check]:
+    home = app.settings.home
+    for code, bank in sorted(app.config.banks.items()):
+        parts = urlsplit(str(bank.endpoint))
+        host, port = parts.hostname or "", parts.port or 443
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                pass
+            yield Check(f"bank {code}", Status.OK,
+                        f"{host}:{port} reachable ({bank.dialect}); `yinqi bank test {code}` "
+                        "checks TLS and login")
+        except OSError as exc:
+            yield Check(f"bank {code}", Status.FAIL,
+                        f"{host}:{port} not reachable ({exc.strerror or exc}); is the bank "
+                        "(or `yinqi sandbox-bank serve`) running and the endpoint right?")
+        for label, rel in (("CA", bank.ca_cert), ("client certificate", bank.client_cert)):
+            path = bank.resolve_path(home, rel)
+            name = f"bank {code} {label}"
+            if not path.exists():
+                yield Check(name, Status.WARN, f"{path} not present yet (issued when the bank "
+                            "connection is set up)")
+                continue
+            try:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+            except ValueError:
+                yield Check(name, Status.FAIL, f"{path} is not a PEM certificate")
+                continue
+            yield _expiry(name, cert.not_valid_after_utc, now)
+
+
+def run_checks(app: App, *, now: datetime | None = None) -> list[Check]:
+    now = now or datetime.now(UTC)
+    steps: list[Callable[[], Iterator[Check]]] = [
+        lambda: iter([Check("config", Status.OK, ", ".join(
+            f"{k}: {v}" for k, v in sorted(app.config.sources.items())))]),
+        lambda: check_database(app),
+        lambda: check_master_secret(app),
+        lambda: check_keys(app, now),
+        lambda: check_audit(app),
+        check_prefect,
+        lambda: check_banks(app, now),
+    ]
+    results: list[Check] = []
+    for step in steps:
+        results.extend(step())
+    return results

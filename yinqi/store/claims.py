@@ -1,0 +1,68 @@
+"""Claiming batches so that two workers never carry the same bank message forward.
+
+PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks rows nobody else is claiming at this
+instant, and the lease recorded in the same transaction keeps them ours afterwards.
+SQLite: the engine begins every transaction with ``BEGIN IMMEDIATE``, so claims are already
+serialised by the database's single write lock (FOR UPDATE is not SQL there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from yinqi.payments import CLAIMABLE_BATCH_STATES, BatchState
+from yinqi.store.models import Batch
+from yinqi.store.types import utcnow
+
+DEFAULT_LEASE = timedelta(minutes=10)
+
+
+def claim_batches(
+    sessions: sessionmaker[Session],
+    worker: str,
+    *,
+    states: Iterable[BatchState] = CLAIMABLE_BATCH_STATES,
+    limit: int = 10,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> list[int]:
+    """Claim up to ``limit`` batches in ``states`` whose lease is free or expired.
+
+    Commits before returning: the claim must be visible to every other worker at once.
+    """
+    now = now or utcnow()
+    wanted = [BatchState(s).value for s in states]
+    with sessions.begin() as session:
+        ids = list(
+            session.execute(
+                select(Batch.id)
+                .where(Batch.state.in_(wanted))
+                .where(or_(Batch.lease_until.is_(None), Batch.lease_until < now))
+                .order_by(Batch.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if ids:
+            session.execute(
+                update(Batch)
+                .where(Batch.id.in_(ids))
+                .values(claimed_by=worker, claimed_at=now, lease_until=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+    return ids
+
+
+def release_batches(session: Session, worker: str, ids: Iterable[int]) -> int:
+    """Give up our lease on batches (only ours: a stolen, expired lease is not released)."""
+    result = session.execute(
+        update(Batch)
+        .where(Batch.id.in_(list(ids)), Batch.claimed_by == worker)
+        .values(lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
