@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yinqi import audit
@@ -39,10 +40,8 @@ class AuditLog:
     ) -> audit.SealedEvent:
         # The head row is the chain's lock: on PostgreSQL FOR UPDATE serialises appenders;
         # on SQLite the transaction already holds the database's write lock.
-        head = session.execute(
-            select(AuditHead).where(AuditHead.id == 1).with_for_update()
-        ).scalar_one_or_none()
-        prev_seq, prev_hash = (head.seq, head.hash) if head else (0, audit.GENESIS_HASH)
+        head = _locked_head(session)
+        prev_seq, prev_hash = head.seq, head.hash
         event = audit.AuditEvent(
             seq=prev_seq + 1,
             occurred_at=at or utcnow(),
@@ -68,10 +67,7 @@ class AuditLog:
             )
         )
         new_head = audit.make_head(event.seq, sealed.hash, self._key)
-        if head is None:
-            session.add(AuditHead(id=1, seq=new_head.seq, hash=new_head.hash, mac=new_head.mac))
-        else:
-            head.seq, head.hash, head.mac = new_head.seq, new_head.hash, new_head.mac
+        head.seq, head.hash, head.mac = new_head.seq, new_head.hash, new_head.mac
         session.flush()
         return sealed
 
@@ -84,6 +80,25 @@ class AuditLog:
     def head(session: Session) -> tuple[int, str]:
         row = session.get(AuditHead, 1)
         return (row.seq, row.hash) if row else (0, audit.GENESIS_HASH)
+
+
+def _locked_head(session: Session) -> AuditHead:
+    def lock() -> AuditHead | None:
+        return session.execute(
+            select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        ).scalar_one_or_none()
+
+    head = lock()
+    if head is None:
+        # The very first appenders race to create the head; the loser re-reads the winner's.
+        try:
+            with session.begin_nested():
+                session.add(AuditHead(id=1, seq=0, hash=audit.GENESIS_HASH, mac=""))
+        except IntegrityError:
+            pass
+        head = lock()
+        assert head is not None
+    return head
 
 
 def _stream(session: Session) -> Iterator[audit.SealedEvent]:

@@ -1,0 +1,1 @@
+"""Yinqi: bank-enterprise direct-connect (银企直联) payments."""
