@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+DEMO_HOME ?= var/demo
+
+# Grows with the pipeline: today it initialises a demo installation and proves its audit trail.
 demo: $(STAMP)
-	$(BIN)/yinqi demo
+	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi init
+	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi audit verify
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from yinqi.bootstrap import App
 from yinqi.cli import audit_cmd, doctor_cmd, init_cmd
 from yinqi.cli.output import fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
@@ -21,6 +22,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _start(ctx: typer.Context) -> None:
+    # Every command reads and checks all settings and config files first, so a bad file
+    # stops the command before it touches anything, whatever the command is.
+    if ctx.resilient_parsing:
+        return
+    yinqi = App()
+    yinqi.config  # noqa: B018 - loading is the check
+    ctx.obj = yinqi
+    ctx.call_on_close(yinqi.close)
+
+
 app.command("init")(init_cmd.init)
 app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(audit_cmd.app, name="audit")

@@ -12,15 +12,15 @@ app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
 @app.command("verify")
-def verify(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def verify(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
     """Check every audit event; name the first edited, deleted or reordered one."""
-    yinqi = App()
-    try:
-        ensure_current(yinqi.engine)
-        with yinqi.sessions() as session:
-            verdict = yinqi.audit.verify(session)
-    finally:
-        yinqi.close()
+    yinqi: App = ctx.obj
+    ensure_current(yinqi.engine)
+    with yinqi.sessions() as session:
+        verdict = yinqi.audit.verify(session)
     if json_out:
         print_json({"ok": verdict.ok, "checked": verdict.checked,
                     "first_bad_seq": verdict.first_bad_seq, "problem": verdict.problem})

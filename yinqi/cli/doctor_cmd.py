@@ -12,13 +12,13 @@ from yinqi.doctor import Status, run_checks
 _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
 
 
-def doctor(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def doctor(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
     """Check the database, migrations, keys, certificates, Prefect API and every bank."""
-    app = App()
-    try:
-        checks = run_checks(app)
-    finally:
-        app.close()
+    app: App = ctx.obj
+    checks = run_checks(app)
     failed = [c for c in checks if c.status is Status.FAIL]
     if json_out:
         print_json({"ok": not failed,

@@ -54,15 +54,14 @@ def run_init(app: App) -> list[str]:
 
 
 def init(
+    ctx: typer.Context,
+    
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Create or migrate the database, create the keys and the demo company (safe to rerun)."""
-    app = App()
-    try:
-        changes = run_init(app)
-        url = app.engine.url.render_as_string(hide_password=True)
-    finally:
-        app.close()
+    app: App = ctx.obj
+    changes = run_init(app)
+    url = app.engine.url.render_as_string(hide_password=True)
     if json_out:
         print_json({"home": str(app.settings.home), "database": url, "changes": changes})
         return

@@ -1,0 +1,48 @@
+"""Yinqi's configuration: ``YINQI_*`` settings and the TOML files that describe banks, the
+company's accounts, the approval policy and the risk rules.
+
+Every fault surfaces as a one-line :class:`yinqi.errors.ConfigError` naming the file (or
+environment variable), the key and what is wrong.
+"""
+
+from config.accounts import AccountConfig, Company
+from config.banks import BankConfig, Dialect
+from config.loader import YinqiConfig, load_config
+from config.policy import PAYMENT_CATEGORIES, ROLES, ApprovalPolicy, CategoryPolicy, Tier
+from config.risk import (
+    AmountRule,
+    BlacklistRule,
+    OutOfHoursRule,
+    RepeatedFailuresRule,
+    RiskAction,
+    RiskRule,
+    RiskRules,
+    SplitPaymentsRule,
+    WithinDaysRule,
+)
+from config.settings import Settings, load_settings
+
+__all__ = [
+    "PAYMENT_CATEGORIES",
+    "ROLES",
+    "AccountConfig",
+    "AmountRule",
+    "ApprovalPolicy",
+    "BankConfig",
+    "BlacklistRule",
+    "CategoryPolicy",
+    "Company",
+    "Dialect",
+    "OutOfHoursRule",
+    "RepeatedFailuresRule",
+    "RiskAction",
+    "RiskRule",
+    "RiskRules",
+    "Settings",
+    "SplitPaymentsRule",
+    "Tier",
+    "WithinDaysRule",
+    "YinqiConfig",
+    "load_config",
+    "load_settings",
+]
