@@ -170,3 +170,13 @@ def test_concurrent_writers_to_one_payment_cannot_both_win(sessions) -> None:  #
         second.close()
     with sessions() as s:
         assert s.get(Payment, pid).state == "PENDING_APPROVAL"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(f"sqlite:///{tmp_path / 'nested' / 'y.db'}")
+    try:
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        eng.dispose()
