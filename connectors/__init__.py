@@ -1,0 +1,1 @@
+"""Bank connectors, message formats, transport, and the sandbox bank."""

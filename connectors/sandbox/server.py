@@ -1,0 +1,525 @@
+"""The sandbox bank's HTTPS front end (Starlette on uvicorn, mutual TLS).
+
+One server plays several banks, each under ``/banks/<code>/`` in its own dialect. Requests
+and answers are signed; faults are injected here, around the bank's logic, exactly where a
+real network or a real bank's front end would fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from connectors.sandbox import cnh2h, iso
+from connectors.sandbox.bank import Instruction, Outcome, Sandbox, group_status
+from connectors.sandbox.clock import FakeClock
+from connectors.sandbox.faults import Faults
+from connectors.sandbox.receipts import ReceiptData, render_receipt, sign_receipt, verify_code
+from connectors.sandbox.records import StatusReport, TransferStatus
+from connectors.sandbox.settings import FaultSpec
+from connectors.sandbox.signing import SignatureError, open_envelope, sign_detached
+from connectors.sandbox.signing import sign_envelope, verify_detached
+from yinqi.money import Money
+
+XML = "application/xml"
+FAULT_HEADER = "x-sandbox-fault"
+
+
+@dataclass
+class Identity:
+    """The bank's own signing key and the enterprise signers it trusts."""
+
+    key_pem: bytes
+    cert_pem: bytes
+    fingerprint: str
+    receipt_secret: bytes
+    signers: dict[str, dict[str, bytes]] = field(default_factory=dict)  # bank -> fp -> pem
+
+
+class AbortConnection(Response):
+    """Start an answer and drop the connection mid-way: the client sees a reset."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"4096"), (b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ConnectionResetError("sandbox fault: connection reset")
+
+
+def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Starlette:
+    faults = sandbox.faults
+
+    def bank_of(request: Request) -> str:
+        code = request.path_params["bank"]
+        if code not in sandbox.banks:
+            raise KeyError(code)
+        return code
+
+    def signed_xml(document: bytes, status: int = 200) -> Response:
+        body = sign_envelope(document, identity.key_pem, identity.cert_pem)
+        return Response(body, status_code=status, media_type=XML)
+
+    def signed_json(body: bytes, status: int = 200) -> Response:
+        return Response(body, status_code=status, media_type="application/json; charset=utf-8",
+                        headers={"X-Signature": sign_detached(body, identity.key_pem),
+                                 "X-Signer": identity.fingerprint})
+
+    async def with_faults(request: Request, key: str,
+                          work: Callable[[], Awaitable[Response]]) -> Response:
+        forced = request.headers.get(FAULT_HEADER) if control_api else None
+        drawn: Faults = faults.draw(key, forced)
+        if drawn.latency:
+            await asyncio.sleep(faults.spec.latency_ms / 1000)
+        if drawn.maintenance:
+            return PlainTextResponse("bank in maintenance window", status_code=503,
+                                     headers={"Retry-After": str(faults.spec.maintenance_retry_after)})
+        if drawn.http_5xx:
+            return PlainTextResponse("internal error (injected)", status_code=500)
+        if drawn.reset:
+            return AbortConnection()
+        response = await work()
+        if drawn.timeout_after_booking:
+            # The work is committed; the answer is lost to the client's timeout.
+            await asyncio.sleep(faults.spec.timeout_hold_seconds)
+        return response
+
+    # --- ISO 20022 ----------------------------------------------------------------------------
+
+    async def pain001(request: Request) -> Response:
+        code = bank_of(request)
+        body = await request.body()
+        return await with_faults(request, f"{code}|pain001|{hashlib.sha256(body).hexdigest()}",
+                                 lambda: run_in_threadpool(take_pain001, code, body))
+
+    def take_pain001(code: str, body: bytes) -> Response:
+        try:
+            opened = open_envelope(body, identity.signers.get(code, {}))
+            order = iso.parse_pain001(opened.document)
+        except (SignatureError, iso.IsoError) as exc:
+            return refuse_pain001(body, exc.reason_code, str(exc))
+        version = "pain.002.001.10" if order.version.endswith(".09") else "pain.002.001.03"
+        instructions = [
+            Instruction(end_to_end_id=t.end_to_end_id, instr_id=t.instr_id,
+                        debtor_account=p.debtor_account, debtor_name=p.debtor_name,
+                        creditor_account=t.creditor_account, creditor_name=t.creditor_name,
+                        creditor_agent=t.creditor_agent_cnaps or t.creditor_agent_bic,
+                        creditor_bank_name=None, amount=t.amount, currency=t.currency,
+                        purpose=t.remittance, urgent=p.urgent,
+                        requested_date=p.requested_execution_date,
+                        batch_key=f"{order.msg_id}/{p.pmt_inf_id}" if p.batch_booking else None)
+            for p in order.payments for t in p.transfers
+        ]
+
+        def render(outcomes: list[Outcome]) -> tuple[bytes, str]:
+            report = StatusReport(
+                msg_id=f"ACK-{secrets.token_hex(6).upper()}", created_at=sandbox.clock.now(),
+                original_msg_id=order.msg_id, original_msg_name=order.version,
+                group_status=group_status(outcomes),
+                transfers=tuple(TransferStatus(o.end_to_end_id, o.instr_id, o.status,
+                                               o.reason_code, o.reason_text) for o in outcomes))
+            doc = iso.build_pain002(report, version)
+            return sign_envelope(doc, identity.key_pem, identity.cert_pem), XML
+
+        answer = sandbox.submit(code, order.msg_id, dialect="iso20022",
+                                message_name=order.version, request=body,
+                                instructions=instructions, render=render)
+        return Response(answer.body, media_type=answer.content_type,
+                        headers={"X-Replayed": "true"} if answer.replayed else {})
+
+    def refuse_pain001(body: bytes, reason: str, text: str) -> Response:
+        """Refuse the whole message (nothing was taken) with a signed group-level RJCT."""
+        msg_id, name = _best_effort_ids(body)
+        report = StatusReport(msg_id=f"NAK-{secrets.token_hex(6).upper()}",
+                              created_at=sandbox.clock.now(), original_msg_id=msg_id,
+                              original_msg_name=name, group_status="RJCT",
+                              group_reason_code=reason, group_reason_text=text[:105])
+        version = "pain.002.001.03" if name.endswith(".03") else "pain.002.001.10"
+        return signed_xml(iso.build_pain002(report, version), status=422)
+
+    async def pain002(request: Request) -> Response:
+        code, msg_id = bank_of(request), request.path_params["msg_id"]
+        return await with_faults(request, f"{code}|status|{msg_id}",
+                                 lambda: run_in_threadpool(status_report, code, msg_id, request))
+
+    def status_report(code: str, msg_id: str, request: Request) -> Response:
+        if not sandbox.message_exists(code, msg_id):
+            return PlainTextResponse(f"message {msg_id} was never received", status_code=404)
+        forced = request.headers.get(FAULT_HEADER, "") if control_api else ""
+        drawn = faults.draw(f"{code}|report|{msg_id}", forced or None)
+        rows: list[TransferStatus] = []
+        for p in sandbox.payments(code, msg_id=msg_id):
+            status, reason, text = _iso_status(p.status, p.reason_code, p.reason_text)
+            if drawn.out_of_order_status and status in ("ACSC", "RJCT") and p.settled_at:
+                status, reason, text = "ACSP", None, None  # a stale report arrives late
+            rows.append(TransferStatus(p.end_to_end_id, p.instr_id, status, reason, text))
+        for r in sandbox.rejections(code, msg_id):
+            rows.append(TransferStatus(r.end_to_end_id, r.instr_id, "RJCT", r.reason_code,
+                                       r.reason_text))
+        if drawn.duplicate_status:
+            rows = rows + rows
+        statuses = {r.status for r in rows}
+        group = ("RJCT" if statuses == {"RJCT"} else "ACSC" if statuses == {"ACSC"}
+                 else "PART" if "RJCT" in statuses else "ACSP")
+        name = _message_name(sandbox, code, msg_id)
+        report = StatusReport(msg_id=f"STS-{secrets.token_hex(6).upper()}",
+                              created_at=sandbox.clock.now(), original_msg_id=msg_id,
+                              original_msg_name=name, group_status=group, transfers=tuple(rows))
+        version = "pain.002.001.03" if name.endswith(".03") else "pain.002.001.10"
+        return signed_xml(iso.build_pain002(report, version))
+
+    async def camt(request: Request) -> Response:
+        code, kind = bank_of(request), request.path_params["kind"]
+        account = request.query_params.get("account", "")
+        key = f"{code}|{kind}|{request.url.query}"
+        return await with_faults(request, key, lambda: run_in_threadpool(
+            statement_doc, code, kind, account, request.query_params))
+
+    def statement_doc(code: str, kind: str, account: str, params: Any) -> Response:
+        if sandbox.customer_account(code, account) is None:
+            return PlainTextResponse(f"account {account} unknown at {code}", status_code=404)
+        today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
+        try:
+            first = date.fromisoformat(params.get("from") or params.get("date") or today.isoformat())
+            last = date.fromisoformat(params.get("to") or params.get("date") or first.isoformat())
+        except ValueError:
+            return PlainTextResponse("dates must be YYYY-MM-DD", status_code=400)
+        if (last - first).days > 92 or last < first:
+            return PlainTextResponse("give a range of at most 92 days", status_code=400)
+        if kind == "camt.052":
+            stmt = sandbox.statement(code, account, today, intraday=True)
+            return signed_xml(iso.build_camt052(stmt))
+        stmts = []
+        day = first
+        while day <= last:
+            stmt = sandbox.statement(code, account, day)
+            stmts.append(stmt)
+            if faults.statement_twice(f"{code}|{account}|{day}"):
+                stmts.append(stmt)
+            day += timedelta(days=1)
+        if kind == "mt940":
+            return PlainTextResponse(b"".join(iso.build_mt940(s) for s in stmts).decode("ascii"))
+        builder = iso.build_camt054 if kind == "camt.054" else iso.build_camt053
+        return signed_xml(_merge([builder(s) for s in stmts]))
+
+    # --- Chinese direct-connect ---------------------------------------------------------------
+
+    def check_signer(code: str, request: Request, body: bytes) -> None:
+        fp = request.headers.get("x-signer", "")
+        cert = identity.signers.get(code, {}).get(fp)
+        if cert is None:
+            raise SignatureError("DS0E", f"signer {fp[:16] or '(none)'} is not registered")
+        verify_detached(body, request.headers.get("x-signature", ""), cert)
+
+    async def h2h_transfer(request: Request) -> Response:
+        code, body = bank_of(request), await request.body()
+        return await with_faults(request, f"{code}|h2h|{hashlib.sha256(body).hexdigest()}",
+                                 lambda: run_in_threadpool(take_h2h, code, body, request))
+
+    def take_h2h(code: str, body: bytes, request: Request) -> Response:
+        try:
+            check_signer(code, request, body)
+            key, instructions = cnh2h.parse_transfer(body)
+        except SignatureError as exc:
+            return signed_json(cnh2h.render({"错误码": exc.reason_code, "错误信息": str(exc)}), 401)
+        except cnh2h.H2hFormatError as exc:
+            return signed_json(cnh2h.render({"错误码": "FF01", "错误信息": str(exc)}), 422)
+        today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
+        # A known 业务参考号 gets its original result back and is never booked again.
+        known = {p.end_to_end_id: p for p in
+                 sandbox.payments(code, end_to_end_ids=[i.end_to_end_id for i in instructions])}
+        fresh = [i for i in instructions if i.end_to_end_id not in known]
+        results: dict[str, dict[str, str]] = {}
+        if fresh:
+            def render(outcomes: list[Outcome]) -> tuple[bytes, str]:
+                return cnh2h.render({"结果": [cnh2h.rejected(o) for o in outcomes
+                                              if o.status == "RJCT"]}), "application/json"
+
+            answer = sandbox.submit(code, key, dialect="cn-h2h", message_name="h2h.transfer",
+                                    request=body, instructions=fresh, render=render)
+            for r in json.loads(answer.body)["结果"]:
+                results[r["业务参考号"]] = r
+        for p in sandbox.payments(code, end_to_end_ids=[i.end_to_end_id for i in instructions]):
+            results[p.end_to_end_id] = cnh2h.status_of(p, today)
+        ordered = [results.get(i.end_to_end_id) or _rejected_again(sandbox, code, i)
+                   for i in instructions]
+        return signed_json(cnh2h.render_results(key, ordered))
+
+    async def h2h_query(request: Request) -> Response:
+        code, body = bank_of(request), await request.body()
+        return await with_faults(request, f"{code}|h2hq|{hashlib.sha256(body).hexdigest()}",
+                                 lambda: run_in_threadpool(query_h2h, code, body, request))
+
+    def query_h2h(code: str, body: bytes, request: Request) -> Response:
+        try:
+            check_signer(code, request, body)
+            refs = json.loads(body)["业务参考号"]
+            if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+                raise ValueError
+        except SignatureError as exc:
+            return signed_json(cnh2h.render({"错误码": exc.reason_code, "错误信息": str(exc)}), 401)
+        except (ValueError, KeyError, TypeError):
+            return signed_json(cnh2h.render({"错误码": "FF01",
+                                             "错误信息": "需要 {\"业务参考号\": [...]}"}), 422)
+        today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
+        forced = request.headers.get(FAULT_HEADER) if control_api else None
+        drawn = faults.draw(f"{code}|h2hreport|{','.join(refs)}", forced)
+        found = {p.end_to_end_id: cnh2h.status_of(p, today)
+                 for p in sandbox.payments(code, end_to_end_ids=refs)}
+        rows = []
+        for ref in refs:
+            row = found.get(ref) or _rejected_again(sandbox, code, None, ref) or {
+                "业务参考号": ref, "状态": "", "结果": "", "错误码": "NOTFOUND",
+                "错误信息": "银行未收到该业务参考号 (never received)", "银行流水号": ""}
+            if drawn.out_of_order_status and row["状态"] == "FIN" and row["结果"] == "S":
+                row = {**row, "状态": "BNK", "结果": ""}
+            rows.append(row)
+        if drawn.duplicate_status:
+            rows = rows + rows
+        return signed_json(cnh2h.render({"结果": rows}))
+
+    async def h2h_statement(request: Request) -> Response:
+        code = bank_of(request)
+        account = request.query_params.get("account", "")
+        return await with_faults(request, f"{code}|h2hstmt|{request.url.query}",
+                                 lambda: run_in_threadpool(h2h_statement_doc, code, account,
+                                                           request.query_params))
+
+    def h2h_statement_doc(code: str, account: str, params: Any) -> Response:
+        if sandbox.customer_account(code, account) is None:
+            return signed_json(cnh2h.render({"错误码": "AC01", "错误信息": "账号不存在"}), 404)
+        today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
+        try:
+            day = date.fromisoformat(params.get("date") or today.isoformat())
+        except ValueError:
+            return signed_json(cnh2h.render({"错误码": "FF01", "错误信息": "日期格式 YYYY-MM-DD"}), 400)
+        stmt = cnh2h.render_statement(sandbox.statement(code, account, day))
+        docs = [stmt, stmt] if faults.statement_twice(f"{code}|{account}|{day}") else [stmt]
+        return signed_json(cnh2h.render({"对账单": docs}))
+
+    async def h2h_balance(request: Request) -> Response:
+        code = bank_of(request)
+        account = request.query_params.get("account", "")
+        return await with_faults(request, f"{code}|bal|{account}",
+                                 lambda: run_in_threadpool(balance_doc, code, account))
+
+    def balance_doc(code: str, account: str) -> Response:
+        sandbox.settle_due()
+        acct = sandbox.customer_account(code, account)
+        if acct is None:
+            return signed_json(cnh2h.render({"错误码": "AC01", "错误信息": "账号不存在"}), 404)
+        bal = Money.from_minor(acct.balance_minor, acct.currency).amount
+        avail = Money.from_minor(acct.balance_minor + acct.overdraft_minor, acct.currency).amount
+        return signed_json(cnh2h.render_balance(acct.number, acct.currency, bal, avail,
+                                                sandbox.clock.now()))
+
+    # --- receipts, health, echo ------------------------------------------------------------
+
+    def receipt_data(code: str, ref: str) -> ReceiptData | None:
+        payments = [p for p in sandbox.payments(code, end_to_end_ids=[ref])] or [
+            p for p in sandbox.payments(code) if p.bank_reference == ref]
+        if not payments or payments[0].status not in ("ACSC", "RTND"):
+            return None
+        p = payments[0]
+        bank = sandbox.banks[code]
+        amount = Money.from_minor(p.amount_minor, p.currency).amount
+        return ReceiptData(
+            bank_name=bank.spec.name, bank_reference=p.bank_reference,
+            business_reference=p.end_to_end_id, payer_name=p.debtor_name,
+            payer_account=p.debtor_account, payer_bank=bank.spec.name,
+            payee_name=p.creditor_name, payee_account=p.creditor_account,
+            payee_bank=p.creditor_bank_name or p.creditor_agent or bank.spec.name,
+            amount=amount, currency=p.currency, purpose=p.purpose or "",
+            booked_at=p.settled_at or p.received_at, value_date=p.execution_date)
+
+    async def receipt(request: Request) -> Response:
+        code, ref = bank_of(request), request.path_params["ref"]
+        return await with_faults(request, f"{code}|receipt|{ref}",
+                                 lambda: run_in_threadpool(receipt_doc, code, ref))
+
+    def receipt_doc(code: str, ref: str) -> Response:
+        data = receipt_data(code, ref)
+        if data is None:
+            return PlainTextResponse(f"no receipt for {ref}: not settled (yet)", status_code=404)
+        pdf, vcode = render_receipt(data, identity.key_pem, identity.cert_pem,
+                                    identity.receipt_secret)
+        return Response(pdf, media_type="application/pdf", headers={
+            "X-Signature": sign_receipt(pdf, identity.key_pem, identity.cert_pem),
+            "X-Signer": identity.fingerprint, "X-Verification-Code": vcode,
+            "X-Bank-Reference": data.bank_reference})
+
+    async def receipt_verify(request: Request) -> Response:
+        code = bank_of(request)
+        try:
+            query = json.loads(await request.body())
+            ref, vcode = str(query["bank_reference"]), str(query["verification_code"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "send {bank_reference, verification_code}"}, 422)
+        data = await run_in_threadpool(receipt_data, code, ref)
+        valid = data is not None and verify_code(data, vcode, identity.receipt_secret)
+        return signed_json(json.dumps({"bank_reference": ref, "valid": valid}).encode())
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "banks": sorted(sandbox.banks),
+                             "time": sandbox.clock.now().isoformat(),
+                             "signer": identity.fingerprint})
+
+    async def echo(request: Request) -> Response:
+        code, body = bank_of(request), await request.body()
+        try:
+            check_signer(code, request, body)
+        except SignatureError as exc:
+            return signed_json(json.dumps({"authenticated": False, "reason_code": exc.reason_code,
+                                           "reason": str(exc)}).encode(), 401)
+        return signed_json(json.dumps({"authenticated": True, "bank": code,
+                                       "echo": body.decode("utf-8", "replace"),
+                                       "time": sandbox.clock.now().isoformat()},
+                                      ensure_ascii=False).encode())
+
+    # --- control (tests) --------------------------------------------------------------------
+
+    async def control_clock(request: Request) -> Response:
+        clock = sandbox.clock
+        if not isinstance(clock, FakeClock):
+            return JSONResponse({"error": "the server runs on the system clock"}, 409)
+        data = json.loads(await request.body() or b"{}")
+        if "set" in data:
+            clock.set(datetime.fromisoformat(data["set"]))
+        else:
+            clock.advance(timedelta(seconds=float(data.get("advance_seconds", 0))))
+        settled = await run_in_threadpool(sandbox.settle_due)
+        return JSONResponse({"now": clock.now().isoformat(), "processed": settled})
+
+    async def control_faults(request: Request) -> Response:
+        faults.update(FaultSpec.model_validate_json(await request.body()))
+        return JSONResponse(faults.spec.model_dump(mode="json"))
+
+    async def control_ledger(request: Request) -> Response:
+        report = await run_in_threadpool(sandbox.ledger_check)
+        report["faults_injected"] = dict(faults.injected)
+        return JSONResponse(report)
+
+    async def control_signer(request: Request) -> Response:
+        from connectors.sandbox.pki import fingerprint
+
+        code, pem = bank_of(request), await request.body()
+        fp = fingerprint(pem)
+        identity.signers.setdefault(code, {})[fp] = pem
+        return JSONResponse({"bank": code, "fingerprint": fp})
+
+    async def control_payments(request: Request) -> Response:
+        code = bank_of(request)
+        rows = await run_in_threadpool(sandbox.payments, code)
+        return JSONResponse([{"end_to_end_id": p.end_to_end_id, "msg_id": p.msg_id,
+                              "status": p.status, "amount_minor": p.amount_minor,
+                              "currency": p.currency, "reason_code": p.reason_code}
+                             for p in rows])
+
+    routes = [
+        Route("/health", health),
+        Route("/banks/{bank}/echo", echo, methods=["POST"]),
+        Route("/banks/{bank}/iso/pain.001", pain001, methods=["POST"]),
+        Route("/banks/{bank}/iso/pain.002/{msg_id}", pain002),
+        Route("/banks/{bank}/iso/{kind:str}", camt),
+        Route("/banks/{bank}/h2h/transfer", h2h_transfer, methods=["POST"]),
+        Route("/banks/{bank}/h2h/query", h2h_query, methods=["POST"]),
+        Route("/banks/{bank}/h2h/statement", h2h_statement),
+        Route("/banks/{bank}/h2h/balance", h2h_balance),
+        Route("/banks/{bank}/receipts/verify", receipt_verify, methods=["POST"]),
+        Route("/banks/{bank}/receipts/{ref}", receipt),
+    ]
+    if control_api:
+        routes += [
+            Route("/_sandbox/clock", control_clock, methods=["POST"]),
+            Route("/_sandbox/faults", control_faults, methods=["PUT"]),
+            Route("/_sandbox/ledger", control_ledger),
+            Route("/_sandbox/signers/{bank}", control_signer, methods=["POST"]),
+            Route("/_sandbox/payments/{bank}", control_payments),
+        ]
+
+    async def unknown_bank(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(f"no bank {exc} on this server", status_code=404)
+
+    return Starlette(routes=routes, exception_handlers={KeyError: unknown_bank})
+
+
+def _iso_status(status: str, reason: str | None, text: str | None) -> tuple[str, str | None, str | None]:
+    if status == "RTND":
+        # pain.002 has no 'returned' status; banks report a 退票 as a late rejection.
+        return "RJCT", reason or "AC04", f"returned after settlement (退票): {text or ''}"[:105]
+    return status, reason, text
+
+
+def _message_name(sandbox: Sandbox, code: str, msg_id: str) -> str:
+    from sqlalchemy import select
+
+    from connectors.sandbox.models import Message
+
+    with sandbox.sessions() as s:
+        return s.execute(select(Message.message_name).where(
+            Message.bank == code, Message.msg_id == msg_id)).scalar_one()
+
+
+def _rejected_again(sandbox: Sandbox, code: str, ins: Instruction | None,
+                    ref: str | None = None) -> dict[str, str] | None:
+    from sqlalchemy import select
+
+    from connectors.sandbox.models import Rejection
+
+    ref = ref or (ins.end_to_end_id if ins else None)
+    with sandbox.sessions() as s:
+        row = s.execute(select(Rejection).where(Rejection.bank == code,
+                                                Rejection.end_to_end_id == ref)
+                        .order_by(Rejection.id.desc())).scalars().first()
+    if row is None:
+        return None
+    return cnh2h.rejected(Outcome(row.end_to_end_id, None, "RJCT", row.reason_code,
+                                  row.reason_text))
+
+
+def _best_effort_ids(body: bytes) -> tuple[str, str]:
+    """The order's MsgId and message name for a refusal, read without trusting anything."""
+    try:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.fromstring(body, parser)
+        for el in root.iter():
+            if isinstance(el.tag, str) and el.tag.endswith("}MsgId"):
+                ns = el.tag[1:].split("}")[0]
+                return (el.text or "UNKNOWN")[:35], ns.rsplit(":", 1)[-1]
+    except etree.XMLSyntaxError:
+        pass
+    return "UNKNOWN", "pain.001.001.09"
+
+
+def _merge(documents: list[bytes]) -> bytes:
+    """Several statements of one kind in one document (camt allows 1..n Stmt/Ntfctn)."""
+    if len(documents) == 1:
+        return documents[0]
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    first = etree.fromstring(documents[0], parser)
+    container = first[0]
+    for doc in documents[1:]:
+        other = etree.fromstring(doc, parser)[0]
+        for child in other:
+            if etree.QName(child).localname in ("Stmt", "Rpt", "Ntfctn"):
+                container.append(child)
+    return etree.tostring(first, xml_declaration=True, encoding="UTF-8")
+
+

@@ -1,0 +1,337 @@
+"""The sandbox bank as a client meets it: a server process, real TLS sockets, client certs."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from lxml import etree
+
+from connectors.iso20022 import XSD_DIR
+from connectors.sandbox.pki import fingerprint, issue_foreign_client_cert
+from connectors.sandbox.signing import open_envelope, verify_detached
+from sandbox_support import (
+    Server,
+    Tx,
+    document_of,
+    pain001,
+    running_sandbox,
+    signed,
+    write_config,
+    xpath,
+)
+
+DEBTOR = "1202021209900123456"
+ICBC = "102100099996"
+OTHER_BANK = "105290036005"
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as server:
+        yield server
+
+
+def bank_cert(server: Server) -> bytes:
+    return (server.state / "bank-signing.pem").read_bytes()
+
+
+def verified(server: Server, envelope: bytes) -> etree._Element:
+    """Check the bank's signature, then return the ISO Document it signed."""
+    cert = bank_cert(server)
+    opened = open_envelope(envelope, {fingerprint(cert): cert})
+    return etree.fromstring(opened.document)
+
+
+def schema_valid(doc: etree._Element, name: str) -> None:
+    schema = etree.XMLSchema(etree.parse(str(XSD_DIR / f"{name}.xsd")))
+    assert schema.validate(doc), schema.error_log
+
+
+def statuses(doc: etree._Element) -> dict[str, tuple[str, str | None]]:
+    out = {}
+    for tx in xpath(doc, "//d:TxInfAndSts"):
+        e2e = xpath(tx, "d:OrgnlEndToEndId/text()")[0]
+        code = xpath(tx, "d:StsRsnInf/d:Rsn/d:Cd/text()")
+        out[e2e] = (xpath(tx, "d:TxSts/text()")[0], code[0] if code else None)
+    return out
+
+
+def send(server: Server, c: httpx.Client, body: bytes, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
+    return c.post("/banks/icbc/iso/pain.001", content=signed(server, body), **kw)
+
+
+# --- the channel ---------------------------------------------------------------------------
+
+
+def test_client_certificate_is_required(bank: Server, tmp_path: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(bank.state / "ca.pem"))
+    with httpx.Client(base_url=bank.url, verify=ctx, timeout=5) as anonymous:
+        with pytest.raises(httpx.HTTPError):
+            anonymous.get("/health")
+    foreign = issue_foreign_client_cert(tmp_path)
+    with pytest.raises(httpx.HTTPError):
+        with bank.client(cert=(str(foreign[0]), str(foreign[1]))) as c:
+            c.get("/health")
+    with bank.client() as c:
+        assert c.get("/health").json()["banks"] == ["cmb", "icbc"]
+
+
+def test_an_expired_server_certificate_is_refused_by_the_client(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path, expired_cert=True) as server:
+        with pytest.raises(httpx.ConnectError, match="(?i)certificate.*expired|expired"):
+            with server.client(timeout=5) as c:
+                c.get("/health")
+
+
+# --- ISO 20022: payment orders ----------------------------------------------------------------
+
+
+def test_a_payment_order_is_checked_rule_by_rule(bank: Server) -> None:
+    txs = [
+        Tx("R-OK-INTERNAL", Decimal("1000.00"), "北京华信科技股份有限公司", "6829597379400215148", ICBC),
+        Tx("R-OK-EXTERNAL", Decimal("2500.50"), "杨磊", "49505976717236739", OTHER_BANK),
+        Tx("R-UNKNOWN", Decimal("10.00"), "无此人", "1111222233334444", ICBC),
+        Tx("R-CLOSED", Decimal("10.00"), "已销户", "9999000011112222", ICBC),
+        Tx("R-BLACKLIST", Decimal("10.00"), "黑名单", "6222000000000000000", OTHER_BANK),
+        Tx("R-LIMIT", Decimal("20000000.01"), "杨磊", "49505976717236739", OTHER_BANK),
+        Tx("R-USD", Decimal("10.00"), "杨磊", "49505976717236739", OTHER_BANK, currency="USD"),
+    ]
+    with bank.client() as c:
+        r = send(bank, c, pain001("MSG-RULES-1", DEBTOR, txs))
+    assert r.status_code == 200
+    doc = verified(bank, r.content)
+    schema_valid(doc, "pain.002.001.10")
+    assert xpath(doc, "//d:OrgnlGrpInfAndSts/d:GrpSts/text()") == ["PART"]
+    assert statuses(doc) == {
+        "R-OK-INTERNAL": ("ACSP", None), "R-OK-EXTERNAL": ("ACSP", None),
+        "R-UNKNOWN": ("RJCT", "AC01"), "R-CLOSED": ("RJCT", "AC04"),
+        "R-BLACKLIST": ("RJCT", "RR04"), "R-LIMIT": ("RJCT", "AM02"),
+        "R-USD": ("RJCT", "AM03"),
+    }
+
+
+def test_insufficient_funds(bank: Server) -> None:
+    with bank.client() as c:
+        r = send(bank, c, pain001("MSG-AM04", "1202021209900654321",
+                                  [Tx("R-AM04", Decimal("31000000.01"), "杨磊",
+                                      "49505976717236739", OTHER_BANK)]))
+    assert statuses(verified(bank, r.content)) == {"R-AM04": ("RJCT", "AM04")}
+
+
+def test_the_same_message_gets_the_same_answer_and_is_never_booked_twice(bank: Server) -> None:
+    body = signed(bank, pain001("MSG-IDEM-1", DEBTOR, [
+        Tx("IDEM-1", Decimal("77.00"), "杨磊", "49505976717236739", OTHER_BANK)]))
+    with bank.client() as c:
+        before = c.get("/_sandbox/ledger").json()["bookings"]
+        first = c.post("/banks/icbc/iso/pain.001", content=body)
+        again = c.post("/banks/icbc/iso/pain.001", content=body)
+        after = c.get("/_sandbox/ledger").json()["bookings"]
+        # The same end-to-end ID inside a new message is a duplicate.
+        other = send(bank, c, pain001("MSG-IDEM-2", DEBTOR, [
+            Tx("IDEM-1", Decimal("77.00"), "杨磊", "49505976717236739", OTHER_BANK)]))
+    assert first.content == again.content and again.headers["x-replayed"] == "true"
+    assert after == before + 1
+    assert statuses(verified(bank, other.content)) == {"IDEM-1": ("RJCT", "DUPL")}
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [("tampered", "DS0B"), ("unsigned", "DS0A"), ("unknown_signer", "DS0E"),
+     ("schema", "FF01"), ("count", "AM18")],
+)
+def test_a_bad_message_is_refused_whole_with_the_right_reason(bank: Server, case: str, code: str) -> None:
+    from sandbox_support import signer_identity
+    from connectors.sandbox.signing import sign_envelope
+
+    doc = pain001(f"MSG-BAD-{case}", DEBTOR,
+                  [Tx(f"BAD-{case}", Decimal("5.00"), "杨磊", "49505976717236739", OTHER_BANK)],
+                  nb_of_txs=2 if case == "count" else None)
+    if case == "schema":
+        doc = doc.replace(b"<PmtMtd>TRF</PmtMtd>", b"<PmtMtd>XXX</PmtMtd>")
+    body = signed(bank, doc)
+    if case == "tampered":
+        body = body.replace(b">5.00<", b">5000.00<")
+    elif case == "unsigned":
+        body = (b'<SignedMessage xmlns="urn:yinqi:sandbox:envelope:1">'
+                + doc.split(b"?>", 1)[1] + b"</SignedMessage>")
+    elif case == "unknown_signer":
+        key, cert = signer_identity()
+        body = sign_envelope(doc, key, cert)
+    with bank.client() as c:
+        r = c.post("/banks/icbc/iso/pain.001", content=body)
+        status = c.get(f"/banks/icbc/iso/pain.002/MSG-BAD-{case}")
+    assert r.status_code == 422
+    answer = verified(bank, r.content)
+    assert xpath(answer, "//d:OrgnlGrpInfAndSts/d:GrpSts/text()") == ["RJCT"]
+    assert xpath(answer, "//d:OrgnlGrpInfAndSts/d:StsRsnInf/d:Rsn/d:Cd/text()") == [code]
+    assert status.status_code == 404, "a refused message must not count as received"
+
+
+def test_settlement_follows_the_bank_clock_and_statements_add_up(bank: Server) -> None:
+    with bank.client() as c:
+        r = send(bank, c, pain001("MSG-SETTLE", DEBTOR, [
+            Tx("S-1", Decimal("100.00"), "杨磊", "49505976717236739", OTHER_BANK),
+            Tx("S-2", Decimal("200.00"), "北京华信科技股份有限公司", "6829597379400215148", ICBC),
+        ], batch_booking=True))
+        assert set(statuses(verified(bank, r.content)).values()) == {("ACSP", None)}
+        before = verified(bank, c.get("/banks/icbc/iso/pain.002/MSG-SETTLE").content)
+        assert set(statuses(before).values()) == {("ACSP", None)}
+        bank.control(c, "POST", "clock", json={"advance_seconds": 120})
+        after = verified(bank, c.get("/banks/icbc/iso/pain.002/MSG-SETTLE").content)
+        schema_valid(after, "pain.002.001.10")
+        assert set(statuses(after).values()) == {("ACSC", None)}
+        stmt = verified(bank, c.get("/banks/icbc/iso/camt.053",
+                                    params={"account": DEBTOR, "date": "2026-11-24"}).content)
+        mt940 = c.get("/banks/icbc/iso/mt940", params={"account": DEBTOR, "date": "2026-11-24"})
+        ledger = c.get("/_sandbox/ledger").json()
+    schema_valid(stmt, "camt.053.001.08")
+    opening = Decimal(xpath(stmt, "//d:Bal[d:Tp/d:CdOrPrtry/d:Cd='OPBD']/d:Amt/text()")[0])
+    closing = Decimal(xpath(stmt, "//d:Bal[d:Tp/d:CdOrPrtry/d:Cd='CLBD']/d:Amt/text()")[0])
+    moves = sum((Decimal(e.xpath("string(d:Amt)", namespaces={"d": etree.QName(stmt).namespace}))
+                 * (1 if xpath(e, "d:CdtDbtInd/text()")[0] == "CRDT" else -1))
+                for e in xpath(stmt, "//d:Ntry"))
+    assert opening + moves == closing
+    batch = [e for e in xpath(stmt, "//d:Ntry") if len(xpath(e, ".//d:TxDtls")) == 2]
+    assert len(batch) == 1, "the batch-booked block must be one debit entry with two details"
+    assert Decimal(xpath(batch[0], "d:Amt/text()")[0]) == Decimal("300.00")
+    fees = [e for e in xpath(stmt, "//d:Ntry") if xpath(e, ".//d:SubFmlyCd/text()") == ["CHRG"]
+            or "CHRG" in "".join(xpath(e, ".//d:Cd/text()"))]
+    assert fees, "a fee for the payment to another bank must be booked"
+    assert mt940.status_code == 200 and ":60F:" in mt940.text and mt940.text.endswith("\r\n")
+    assert ledger["balanced"] and ledger["payments_booked_twice"] == 0
+
+
+def test_status_of_an_unknown_message_is_404(bank: Server) -> None:
+    with bank.client() as c:
+        assert c.get("/banks/icbc/iso/pain.002/NEVER-SENT").status_code == 404
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+def test_injected_faults(bank: Server) -> None:
+    tx = [Tx("F-1", Decimal("1.00"), "杨磊", "49505976717236739", OTHER_BANK)]
+    with bank.client(timeout=3) as c:
+        r = send(bank, c, pain001("MSG-F-MAINT", DEBTOR, tx),
+                 headers={"X-Sandbox-Fault": "maintenance"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        r = send(bank, c, pain001("MSG-F-5XX", DEBTOR, tx), headers={"X-Sandbox-Fault": "http_5xx"})
+        assert r.status_code == 500
+        with pytest.raises(httpx.RemoteProtocolError):
+            send(bank, c, pain001("MSG-F-RESET", DEBTOR, tx), headers={"X-Sandbox-Fault": "reset"})
+        for msg in ("MSG-F-MAINT", "MSG-F-5XX", "MSG-F-RESET"):
+            assert c.get(f"/banks/icbc/iso/pain.002/{msg}").status_code == 404
+    lost = signed(bank, pain001("MSG-F-LOST", DEBTOR, tx))
+    with bank.client(timeout=1) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            c.post("/banks/icbc/iso/pain.001", content=lost,
+                   headers={"X-Sandbox-Fault": "timeout_after_booking"})
+    with bank.client() as c:
+        # The answer was lost, but the bank booked it: asking tells, resending replays.
+        assert statuses(verified(bank, c.get("/banks/icbc/iso/pain.002/MSG-F-LOST").content)) \
+            == {"F-1": ("ACSP", None)}
+        replay = c.post("/banks/icbc/iso/pain.001", content=lost)
+        assert replay.headers["x-replayed"] == "true"
+        dup = verified(bank, c.get("/banks/icbc/iso/pain.002/MSG-F-LOST",
+                                   headers={"X-Sandbox-Fault": "duplicate_status"}).content)
+        assert len(xpath(dup, "//d:TxInfAndSts")) == 2
+        assert c.get("/_sandbox/ledger").json()["payments_booked_twice"] == 0
+
+
+# --- the Chinese direct-connect dialect -----------------------------------------------------
+
+
+def h2h(server: Server, c: httpx.Client, path: str, payload: dict) -> httpx.Response:  # type: ignore[type-arg]
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    return c.post(f"/banks/cmb/h2h/{path}", content=body, headers=server.sign_h2h(body))
+
+
+def answer(server: Server, r: httpx.Response) -> dict:  # type: ignore[type-arg]
+    verify_detached(r.content, r.headers["x-signature"], bank_cert(server))
+    return r.json()
+
+
+def test_direct_connect_transfer_query_and_idempotency(bank: Server) -> None:
+    item = {"业务参考号": "CMB-0001", "付款账号": "755912345610808", "付款户名": "演示科技有限公司",
+            "收款账号": "49505976717236739", "收款户名": "杨磊", "收款行名": "中国建设银行上海浦东分行",
+            "联行号": OTHER_BANK, "金额": "41728.21", "币种": "CNY", "用途": "11月工资", "加急": "否"}
+    with bank.client() as c:
+        first = answer(bank, h2h(bank, c, "transfer", item))
+        assert first["结果"][0]["状态"] == "BNK"
+        booked = c.get("/_sandbox/ledger").json()["bookings"]
+        # Same 业务参考号 in a batch: the original result, no second booking.
+        batch = answer(bank, h2h(bank, c, "transfer", {"批次号": "B-1", "明细": [
+            item, {**item, "业务参考号": "CMB-0002", "收款账号": "6222000000000000000"}]}))
+        assert [r["业务参考号"] for r in batch["结果"]] == ["CMB-0001", "CMB-0002"]
+        assert batch["结果"][0]["银行流水号"] == first["结果"][0]["银行流水号"]
+        assert batch["结果"][1]["结果"] == "F" and batch["结果"][1]["错误码"] == "RR04"
+        assert c.get("/_sandbox/ledger").json()["bookings"] == booked
+        bank.control(c, "POST", "clock", json={"advance_seconds": 120})
+        q = answer(bank, h2h(bank, c, "query", {"业务参考号": ["CMB-0001", "CMB-0002", "NOPE"]}))
+        assert [(r["状态"], r["结果"], r["错误码"]) for r in q["结果"]] == [
+            ("FIN", "S", ""), ("FIN", "F", "RR04"), ("", "", "NOTFOUND")]
+        stmt = answer(bank, c.get("/banks/cmb/h2h/statement",
+                                  params={"account": "755912345610808", "date": "2026-11-24"}))
+        bal = answer(bank, c.get("/banks/cmb/h2h/balance", params={"account": "755912345610808"}))
+    doc = stmt["对账单"][0]
+    total = sum(Decimal(l["金额"]) * (1 if l["借贷标志"] == "贷" else -1) for l in doc["明细"])
+    assert Decimal(doc["期初余额"]) + total == Decimal(doc["期末余额"])
+    assert Decimal(bal["余额"]) == Decimal(doc["期末余额"])
+    assert "CMB-0001" in {l["业务参考号"] for l in doc["明细"]}
+
+
+def test_direct_connect_refuses_unsigned_and_malformed_requests(bank: Server) -> None:
+    with bank.client() as c:
+        unsigned = c.post("/banks/cmb/h2h/transfer", content=b"{}")
+        assert unsigned.status_code == 401 and answer(bank, unsigned)["错误码"] == "DS0E"
+        bad = h2h(bank, c, "transfer", {"业务参考号": "X-1", "付款账号": "755912345610808"})
+        assert bad.status_code == 422 and "收款账号" in answer(bank, bad)["错误信息"]
+
+
+# --- receipts -----------------------------------------------------------------------------------
+
+
+def test_receipts_are_signed_and_verifiable(bank: Server) -> None:
+    with bank.client() as c:
+        send(bank, c, pain001("MSG-RCPT", DEBTOR, [
+            Tx("RCPT-1", Decimal("41728.21"), "杨磊", "49505976717236739", OTHER_BANK)]))
+        assert c.get("/banks/icbc/receipts/RCPT-1").status_code == 404  # not settled yet
+        bank.control(c, "POST", "clock", json={"advance_seconds": 120})
+        r = c.get("/banks/icbc/receipts/RCPT-1")
+        assert r.status_code == 200 and r.content.startswith(b"%PDF")
+        verify_detached(r.content, r.headers["x-signature"], bank_cert(bank))
+        ok = answer(bank, c.post("/banks/icbc/receipts/verify", json={
+            "bank_reference": r.headers["x-bank-reference"],
+            "verification_code": r.headers["x-verification-code"]}))
+        forged = answer(bank, c.post("/banks/icbc/receipts/verify", json={
+            "bank_reference": r.headers["x-bank-reference"], "verification_code": "AAAA"}))
+    assert ok["valid"] is True and forged["valid"] is False
+
+
+def test_echo_authenticates_the_signer(bank: Server) -> None:
+    with bank.client() as c:
+        body = "连通性测试".encode()
+        ok = c.post("/banks/icbc/echo", content=body, headers=bank.sign_h2h(body))
+        bad = c.post("/banks/icbc/echo", content=body)
+    assert answer(bank, ok)["echo"] == "连通性测试"
+    assert bad.status_code == 401 and answer(bank, bad)["reason_code"] == "DS0E"
+
+
+def test_a_restarted_bank_remembers_everything(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    body: bytes
+    with running_sandbox(tmp_path, config=config) as server:
+        body = signed(server, pain001("MSG-RESTART", DEBTOR, [
+            Tx("RS-1", Decimal("9.99"), "杨磊", "49505976717236739", OTHER_BANK)]))
+        with server.client() as c:
+            first = c.post("/banks/icbc/iso/pain.001", content=body).content
+    with running_sandbox(tmp_path, config=config) as server:
+        with server.client() as c:
+            again = c.post("/banks/icbc/iso/pain.001", content=body)
+            assert c.get("/banks/icbc/iso/pain.002/MSG-RESTART").status_code == 200
+    assert again.content == first and again.headers["x-replayed"] == "true"
