@@ -57,6 +57,7 @@ class Instruction:
     urgent: bool = False
     requested_date: date | None = None
     batch_key: str | None = None
+    pmt_inf_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,8 @@ class Sandbox:
             if reason:
                 outcomes.append(Outcome(ins.end_to_end_id, ins.instr_id, "RJCT", *reason))
                 s.add(Rejection(bank=bank.code, msg_id=msg_id, end_to_end_id=ins.end_to_end_id,
-                                instr_id=ins.instr_id, reason_code=reason[0],
+                                instr_id=ins.instr_id, pmt_inf_id=ins.pmt_inf_id,
+                                reason_code=reason[0],
                                 reason_text=reason[1], received_at=now))
                 continue
             known.add(ins.end_to_end_id)
@@ -267,7 +269,8 @@ class Sandbox:
             creditor_account=ins.creditor_account, creditor_name=ins.creditor_name,
             creditor_agent=ins.creditor_agent, creditor_bank_name=ins.creditor_bank_name,
             amount_minor=_minor(ins.amount, ins.currency), currency=ins.currency,
-            purpose=ins.purpose, urgent=ins.urgent, batch_key=ins.batch_key, status="ACSP",
+            purpose=ins.purpose, urgent=ins.urgent, batch_key=ins.batch_key,
+            pmt_inf_id=ins.pmt_inf_id, status="ACSP",
             received_at=now, execution_date=execution,
             due_at=start + timedelta(seconds=self.config.settle_after_seconds),
         )

@@ -6,7 +6,7 @@ refused whole with an ``IsoError`` carrying the ISO status reason code to answer
 The codec checks form, not business: accounts, balances, CNAPS codes and zero amounts are the
 bank's to judge transaction by transaction.
 
-Out: pain.002 status reports (.001.03 or .001.10), camt.052/053/054 (.001.08) and MT940. Every
+Out: pain.002.001.03 and .10 status reports, camt.052/053/054.001.08 and MT940. Every
 XML document is checked against its official schema before it leaves, so the bank never sends
 what a real client's validator would refuse.
 """

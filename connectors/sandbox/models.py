@@ -106,6 +106,7 @@ class Payment(SandboxBase):
     msg_id: Mapped[str] = mapped_column(String(64))
     end_to_end_id: Mapped[str] = mapped_column(String(64))  # ISO EndToEndId / 业务参考号
     instr_id: Mapped[str | None] = mapped_column(String(64))
+    pmt_inf_id: Mapped[str | None] = mapped_column(String(64))
     bank_reference: Mapped[str] = mapped_column(String(40), unique=True)
     debtor_account: Mapped[str] = mapped_column(String(40))
     debtor_name: Mapped[str] = mapped_column(String(200))
@@ -144,6 +145,7 @@ class Rejection(SandboxBase):
     msg_id: Mapped[str] = mapped_column(String(64))
     end_to_end_id: Mapped[str] = mapped_column(String(64))
     instr_id: Mapped[str | None] = mapped_column(String(64))
+    pmt_inf_id: Mapped[str | None] = mapped_column(String(64))
     reason_code: Mapped[str] = mapped_column(String(8))
     reason_text: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]

@@ -124,9 +124,11 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                         creditor_bank_name=None, amount=t.amount, currency=t.currency,
                         purpose=t.remittance, urgent=p.urgent,
                         requested_date=p.requested_execution_date,
-                        batch_key=f"{order.msg_id}/{p.pmt_inf_id}" if p.batch_booking else None)
+                        batch_key=f"{order.msg_id}/{p.pmt_inf_id}" if p.batch_booking else None,
+                        pmt_inf_id=p.pmt_inf_id)
             for p in order.payments for t in p.transfers
         ]
+        block = {i.end_to_end_id: i.pmt_inf_id for i in instructions}
 
         def render(outcomes: list[Outcome]) -> tuple[bytes, str]:
             report = StatusReport(
@@ -134,7 +136,9 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                 original_msg_id=order.msg_id, original_msg_name=order.version,
                 group_status=group_status(outcomes),
                 transfers=tuple(TransferStatus(o.end_to_end_id, o.instr_id, o.status,
-                                               o.reason_code, o.reason_text) for o in outcomes))
+                                               o.reason_code, o.reason_text,
+                                               block.get(o.end_to_end_id))
+                                for o in outcomes))
             doc = iso.build_pain002(report, version)
             return sign_envelope(doc, identity.key_pem, identity.cert_pem), XML
 
@@ -169,10 +173,11 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             status, reason, text = _iso_status(p.status, p.reason_code, p.reason_text)
             if drawn.out_of_order_status and status in ("ACSC", "RJCT") and p.settled_at:
                 status, reason, text = "ACSP", None, None  # a stale report arrives late
-            rows.append(TransferStatus(p.end_to_end_id, p.instr_id, status, reason, text))
+            rows.append(TransferStatus(p.end_to_end_id, p.instr_id, status, reason, text,
+                                       p.pmt_inf_id))
         for r in sandbox.rejections(code, msg_id):
             rows.append(TransferStatus(r.end_to_end_id, r.instr_id, "RJCT", r.reason_code,
-                                       r.reason_text))
+                                       r.reason_text, r.pmt_inf_id))
         if drawn.duplicate_status:
             rows = rows + rows
         statuses = {r.status for r in rows}
@@ -215,7 +220,11 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                 stmts.append(stmt)
             day += timedelta(days=1)
         if kind == "mt940":
-            return PlainTextResponse(b"".join(iso.build_mt940(s) for s in stmts).decode("ascii"))
+            # MT940 is plain text with no room for a signature: it goes in the headers.
+            text = b"".join(iso.build_mt940(s) for s in stmts)
+            return Response(text, media_type="text/plain; charset=us-ascii", headers={
+                "X-Signature": sign_detached(text, identity.key_pem),
+                "X-Signer": identity.fingerprint})
         builder = iso.build_camt054 if kind == "camt.054" else iso.build_camt053
         return signed_xml(_merge([builder(s) for s in stmts]))
 

@@ -25,6 +25,7 @@ from sandbox_support import (
     xpath,
 )
 
+NS09 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 DEBTOR = "1202021209900123456"
 ICBC = "102100099996"
 OTHER_BANK = "105290036005"
@@ -202,7 +203,8 @@ def test_settlement_follows_the_bank_clock_and_statements_add_up(bank: Server) -
     fees = [e for e in xpath(stmt, "//d:Ntry") if xpath(e, ".//d:SubFmlyCd/text()") == ["CHRG"]
             or "CHRG" in "".join(xpath(e, ".//d:Cd/text()"))]
     assert fees, "a fee for the payment to another bank must be booked"
-    assert mt940.status_code == 200 and ":60F:" in mt940.text and mt940.text.endswith("\r\n")
+    assert mt940.status_code == 200 and ":60F:" in mt940.text and "\r\n" in mt940.text
+    verify_detached(mt940.content, mt940.headers["x-signature"], bank_cert(bank))
     assert ledger["balanced"] and ledger["payments_booked_twice"] == 0
 
 
@@ -335,3 +337,47 @@ def test_a_restarted_bank_remembers_everything(tmp_path: Path) -> None:
             again = c.post("/banks/icbc/iso/pain.001", content=body)
             assert c.get("/banks/icbc/iso/pain.002/MSG-RESTART").status_code == 200
     assert again.content == first and again.headers["x-replayed"] == "true"
+
+
+def test_intraday_report_and_notifications_validate(bank: Server) -> None:
+    with bank.client() as c:
+        send(bank, c, pain001("MSG-INTRADAY", DEBTOR, [
+            Tx("ID-1", Decimal("12.34"), "杨磊", "49505976717236739", OTHER_BANK)]))
+        camt052 = verified(bank, c.get("/banks/icbc/iso/camt.052",
+                                       params={"account": DEBTOR}).content)
+        camt054 = verified(bank, c.get("/banks/icbc/iso/camt.054",
+                                       params={"account": DEBTOR, "date": "2026-11-24"}).content)
+        unknown = c.get("/banks/icbc/iso/camt.053", params={"account": "123456789"})
+        bad_date = c.get("/banks/icbc/iso/camt.053", params={"account": DEBTOR, "date": "24.11"})
+    schema_valid(camt052, "camt.052.001.08")
+    schema_valid(camt054, "camt.054.001.08")
+    assert "ID-1" in xpath(camt052, "//d:EndToEndId/text()")
+    assert "ID-1" in xpath(camt054, "//d:EndToEndId/text()")
+    assert xpath(camt054, "//d:Bal") == []
+    assert unknown.status_code == 404 and bad_date.status_code == 400
+
+
+NS03 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"
+
+
+def test_pain_001_001_03_is_answered_in_pain_002_001_03(bank: Server) -> None:
+    doc = pain001("MSG-V03", DEBTOR, [
+        Tx("V03-1", Decimal("3.00"), "杨磊", "49505976717236739", OTHER_BANK)])
+    tree = etree.fromstring(doc)
+    # The same order in the older version: other namespace, BIC instead of BICFI, plain date.
+    for el in tree.iter():
+        el.tag = el.tag.replace(NS09, NS03)
+        if el.tag.endswith("}BICFI"):
+            el.tag = f"{{{NS03}}}BIC"
+    when = tree.find(f".//{{{NS03}}}ReqdExctnDt")
+    when.text = when[0].text
+    when.remove(when[0])
+    etree.cleanup_namespaces(tree, top_nsmap={None: NS03})
+    body = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+    schema_valid(etree.fromstring(body), "pain.001.001.03")
+    with bank.client() as c:
+        r = c.post("/banks/icbc/iso/pain.001", content=signed(bank, body))
+    answer = verified(bank, r.content)
+    schema_valid(answer, "pain.002.001.03")
+    assert statuses(answer) == {"V03-1": ("ACSP", None)}
+    assert xpath(answer, "//d:OrgnlPmtInfAndSts/d:OrgnlPmtInfId/text()") == ["MSG-V03-1"]
