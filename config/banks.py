@@ -96,6 +96,9 @@ class BankConfig(ConfigModel):
     ca_cert: FilePath
     client_cert: FilePath
     client_key: FilePath
+    # The bank's own signing certificate: its answers, statements and receipts must verify
+    # against it. The bank hands it over with the channel certificates.
+    signing_cert: FilePath
     connect_timeout_seconds: Seconds = 5.0
     read_timeout_seconds: Seconds = 30.0
     holidays: tuple[Day, ...] = ()

@@ -112,11 +112,18 @@ def app(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
 _outcomes: Counter[tuple[str, str]] = Counter()
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        for backend in ("sqlite", "postgresql"):
-            if f"[{backend}" in report.nodeid or f"-{backend}" in report.nodeid:
-                _outcomes[(backend, report.outcome)] += 1
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    backend = params.get("db_url")
+    if backend is None and (item.get_closest_marker("postgres")
+                            or "pg_database" in getattr(item, "fixturenames", ())):
+        backend = "postgresql"
+    counted = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
+    if backend and counted:
+        _outcomes[(backend, report.outcome)] += 1
+    return report
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]

@@ -31,8 +31,19 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchDetail:
+    """One payment inside a batch-booked entry (camt TxDtls): what the one line is made of."""
+
+    amount: Money | None
+    end_to_end_id: str | None = None
+    counterparty_name: str | None = None
+    counterparty_account: str | None = None
+    remittance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatementLine:
-    """One booked entry; ``amount`` is signed: positive for money in, negative for money out."""
+    """One entry; ``amount`` is signed: positive for money in, negative for money out."""
 
     amount: Money
     booking_date: date | None
@@ -44,6 +55,11 @@ class StatementLine:
     remittance: str | None = None
     is_reversal: bool = False
     entry_ref: str | None = None
+    # BOOK (booked), PDNG (pending), INFO (information only), as the file says.
+    status: str = "BOOK"
+    # Fees the bank charged within this entry, when the file itemises them.
+    charges: Money | None = None
+    details: tuple[BatchDetail, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,11 @@ class Statement:
     created_at: datetime | None = None
     from_date: date | None = None
     to_date: date | None = None
+    # camt.053, camt.052, camt.054, mt940, mt942: which kind of report this came from.
+    kind: str = ""
+    msg_id: str | None = None
+    # What does not add up or was read leniently, said once per problem; never "fixed".
+    warnings: tuple[str, ...] = ()
 
     def movement(self) -> Money | None:
         if self.opening_balance is None:

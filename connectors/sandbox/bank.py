@@ -8,6 +8,7 @@ restarted server answers exactly as before.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.sandbox import ledger
@@ -30,13 +31,25 @@ from connectors.sandbox.models import (
     Payment,
     Rejection,
     SandboxBase,
-    StatementSequence,
 )
 from connectors.sandbox.records import AccountStatement, Entry, EntryDetail
 from connectors.sandbox.settings import BankSpec, SandboxConfig
+from yinqi.errors import ConfigError
 from yinqi.money import Money
 
 INTERNAL_KINDS = ("capital", "suspense", "clearing", "fees")
+ATTEMPTS = 6
+log = logging.getLogger("yinqi.sandbox")
+
+
+class NotClosed(LookupError):
+    """A statement was asked for a day the bank has not closed yet."""
+
+
+def _transient(exc: OperationalError) -> bool:
+    # PostgreSQL deadlock (40P01) or serialization failure (40001): the loser just retries.
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in ("40P01", "40001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,8 @@ class Answer:
     body: bytes
     content_type: str
     replayed: bool
+    # A replayed key whose request bytes differ from the original's.
+    conflicting: bool = False
 
 
 Renderer = Callable[[Sequence[Outcome]], tuple[bytes, str]]
@@ -113,6 +128,15 @@ class Sandbox:
 
     def setup(self) -> None:
         """Create tables and open the configured accounts, funded from the bank's capital."""
+        for bank in self.banks.values():
+            for spec in bank.spec.accounts:
+                try:
+                    _minor(bank.spec.fee_per_external_transfer, spec.currency)
+                except ValueError:
+                    raise ConfigError(
+                        f"banks.{bank.code}.fee_per_external_transfer: "
+                        f"{bank.spec.fee_per_external_transfer} cannot be charged in "
+                        f"{spec.currency} (account {spec.number})") from None
         SandboxBase.metadata.create_all(self.engine)
         now = self.clock.now()
         with self.sessions.begin() as s:
@@ -162,54 +186,71 @@ class Sandbox:
 
     def submit(self, bank_code: str, msg_id: str, *, dialect: str, message_name: str,
                request: bytes, instructions: Sequence[Instruction],
-               render: Renderer) -> Answer:
-        """Take a payment order exactly once: a known message ID gets its original answer."""
-        self.settle_due()
-        replay = self.stored_answer(bank_code, msg_id)
-        if replay is not None:
-            return replay
-        bank = self.banks[bank_code]
-        try:
-            with self.sessions.begin() as s:
-                outcomes = self._take(s, bank, msg_id, instructions)
-                body, content_type = render(outcomes)
-                s.add(Message(bank=bank_code, msg_id=msg_id, dialect=dialect,
-                              message_name=message_name,
-                              request_sha256=hashlib.sha256(request).hexdigest(),
-                              response=body, response_type=content_type,
-                              received_at=self.clock.now()))
-        except IntegrityError:
-            # The same message raced in on another connection and won: answer as it was.
-            replay = self.stored_answer(bank_code, msg_id)
-            if replay is None:
-                raise
-            return replay
-        return Answer(body, content_type, replayed=False)
+               render: Renderer, rejections_are_final: bool = False) -> Answer:
+        """Take a payment order exactly once: a known message ID gets its original answer.
 
-    def stored_answer(self, bank_code: str, msg_id: str) -> Answer | None:
+        ``rejections_are_final``: a reference the bank once refused is refused again with the
+        original reason (the direct-connect rule) instead of being open to a new attempt.
+        """
+        self.settle_due()
+        digest = hashlib.sha256(request).hexdigest()
+        bank = self.banks[bank_code]
+        for attempt in range(ATTEMPTS):
+            replay = self.stored_answer(bank_code, msg_id, digest)
+            if replay is not None:
+                return replay
+            try:
+                with self.sessions.begin() as s:
+                    outcomes = self._take(s, bank, msg_id, instructions, rejections_are_final)
+                    body, content_type = render(outcomes)
+                    s.add(Message(bank=bank_code, msg_id=msg_id, dialect=dialect,
+                                  message_name=message_name, request_sha256=digest,
+                                  response=body, response_type=content_type,
+                                  received_at=self.clock.now()))
+                return Answer(body, content_type, replayed=False)
+            except IntegrityError:
+                # Another connection took the same message or end-to-end ID first: the next
+                # round answers with its result (a replay, or DUPL).
+                log.info("submit %s/%s lost a race, retrying", bank_code, msg_id)
+            except OperationalError as exc:
+                if not _transient(exc) or attempt == ATTEMPTS - 1:
+                    raise
+        raise RuntimeError(f"message {msg_id}: still conflicting after {ATTEMPTS} attempts")
+
+    def stored_answer(self, bank_code: str, msg_id: str, digest: str | None = None) -> Answer | None:
         with self.sessions() as s:
             row = s.execute(select(Message).where(
                 Message.bank == bank_code, Message.msg_id == msg_id)).scalar_one_or_none()
-            return Answer(row.response, row.response_type, replayed=True) if row else None
+            if row is None:
+                return None
+            return Answer(row.response, row.response_type, replayed=True,
+                          conflicting=digest is not None and digest != row.request_sha256)
 
-    def _take(self, s: Session, bank: Bank, msg_id: str,
-              instructions: Sequence[Instruction]) -> list[Outcome]:
+    def _take(self, s: Session, bank: Bank, msg_id: str, instructions: Sequence[Instruction],
+              rejections_are_final: bool) -> list[Outcome]:
         now = self.clock.now()
+        debtors = s.execute(select(Account).where(
+            Account.bank == bank.code, Account.kind == "customer",
+            Account.number.in_({i.debtor_account for i in instructions}))).scalars().all()
+        ledger.lock(s, list(debtors))
+        refs = [i.end_to_end_id for i in instructions]
         known = set(s.execute(select(Payment.end_to_end_id).where(
-            Payment.bank == bank.code,
-            Payment.end_to_end_id.in_([i.end_to_end_id for i in instructions]),
-        )).scalars())
+            Payment.bank == bank.code, Payment.end_to_end_id.in_(refs))).scalars())
+        refused: dict[str, tuple[str, str]] = {}
+        if rejections_are_final:
+            for r in s.execute(select(Rejection).where(
+                    Rejection.bank == bank.code, Rejection.end_to_end_id.in_(refs))).scalars():
+                refused.setdefault(r.end_to_end_id, (r.reason_code, r.reason_text or ""))
         outcomes = []
         for ins in instructions:
-            reason = self._refusal(s, bank, ins, known, now)
+            reason = refused.get(ins.end_to_end_id) or self._refusal(s, bank, ins, known, now)
+            known.add(ins.end_to_end_id)
             if reason:
                 outcomes.append(Outcome(ins.end_to_end_id, ins.instr_id, "RJCT", *reason))
                 s.add(Rejection(bank=bank.code, msg_id=msg_id, end_to_end_id=ins.end_to_end_id,
                                 instr_id=ins.instr_id, pmt_inf_id=ins.pmt_inf_id,
-                                reason_code=reason[0],
-                                reason_text=reason[1], received_at=now))
+                                reason_code=reason[0], reason_text=reason[1], received_at=now))
                 continue
-            known.add(ins.end_to_end_id)
             outcomes.append(self._accept(s, bank, msg_id, ins, now))
         return outcomes
 
@@ -237,8 +278,9 @@ class Sandbox:
             return "AC06", "debtor account is blocked"
         if ins.creditor_account in bank.spec.blacklist:
             return "RR04", "creditor is on the bank's sanctions list"
+        creditor = None
         if bank.is_own(ins.creditor_agent) or ins.creditor_agent is None:
-            creditor = self._account(s, bank.code, ins.creditor_account, ins.currency)
+            creditor = self._customer(s, bank.code, ins.creditor_account, ins.currency)
             if creditor is None and bank.is_own(ins.creditor_agent):
                 return "AC01", "creditor account unknown at this bank"
             if creditor is not None and creditor.status == "closed":
@@ -253,15 +295,24 @@ class Sandbox:
                 Payment.status.in_(("ACSP", "ACSC", "RTND")))).scalar_one()
             if used + amount > debtor.daily_limit_minor:
                 return "AM02", "amount exceeds the account's daily limit"
-        if ledger.balance(s, debtor) + debtor.overdraft_minor < amount:
-            return "AM04", "insufficient funds"
+        fee = 0 if creditor is not None else self._fee(bank, ins.currency)
+        if ledger.balance(s, debtor) + debtor.overdraft_minor < amount + fee:
+            return "AM04", "insufficient funds (amount plus charges)"
         return None
+
+    @staticmethod
+    def _fee(bank: Bank, currency: str) -> int:
+        return _minor(bank.spec.fee_per_external_transfer, currency)
+
+    def _customer(self, s: Session, bank: str, number: str, currency: str) -> Account | None:
+        acct = self._account(s, bank, number, currency)
+        return acct if acct is not None and acct.kind == "customer" else None
 
     def _accept(self, s: Session, bank: Bank, msg_id: str, ins: Instruction,
                 now: datetime) -> Outcome:
         cal = bank.calendar
         execution = cal.execution_date(now, ins.requested_date)
-        start = max(now, cal.opening(execution)) if execution > cal.business_date(now) else now
+        start = max(now, cal.opening(execution))
         payment = Payment(
             bank=bank.code, msg_id=msg_id, end_to_end_id=ins.end_to_end_id,
             instr_id=ins.instr_id, bank_reference=ledger.new_reference("P"),
@@ -279,82 +330,120 @@ class Sandbox:
         debtor = self._account(s, bank.code, ins.debtor_account, ins.currency)
         assert debtor is not None
         today = cal.business_date(now)
+        booking_day = today if cal.is_business_day(today) else cal.next_business_day(today)
         # Funds leave the debtor at once (a hold into suspense); settlement moves them on.
         ledger.post(s, bank=bank.code, kind="hold", payment_id=payment.id,
                     legs=[(debtor, -payment.amount_minor),
                           (self._internal(s, bank.code, "suspense", ins.currency),
                            payment.amount_minor)],
-                    at=now, booking_date=today, value_date=execution)
+                    at=now, booking_date=booking_day, value_date=execution)
         return Outcome(ins.end_to_end_id, ins.instr_id, "ACSP", bank_reference=payment.bank_reference)
 
     # --- the passage of time --------------------------------------------------------------
 
     def settle_due(self, now: datetime | None = None) -> int:
-        """Settle accepted payments whose time has come, and book due returns (退票)."""
+        """Settle accepted payments whose time has come, and book due returns (退票).
+
+        Each is booked at the moment it fell due, not when the clock was read, so a bank that
+        was asleep (or a fake clock moved by days) still dates every booking right.
+        """
         now = now or self.clock.now()
         done = 0
         with self._settle_lock:
             while True:
+                handled, more = self._settle_round(now)
+                done += handled
+                if not more:
+                    return done
+
+    def _settle_round(self, now: datetime) -> tuple[int, bool]:
+        for attempt in range(ATTEMPTS):
+            try:
                 with self.sessions.begin() as s:
                     due = s.execute(select(Payment).where(
                         Payment.status == "ACSP", Payment.due_at <= now
-                    ).order_by(Payment.id).limit(500).with_for_update(skip_locked=True)
-                    ).scalars().all()
+                    ).order_by(Payment.due_at, Payment.id).limit(500)
+                        .with_for_update(skip_locked=True)).scalars().all()
                     returns = s.execute(select(Payment).where(
                         Payment.status == "ACSC", Payment.return_due_at <= now
-                    ).order_by(Payment.id).limit(500).with_for_update(skip_locked=True)
-                    ).scalars().all()
-                    for p in due:
-                        self._settle(s, p, now)
-                    for p in returns:
-                        self._return(s, p, now)
-                done += len(due) + len(returns)
-                if len(due) < 500 and len(returns) < 500:
-                    return done
+                    ).order_by(Payment.return_due_at, Payment.id).limit(500)
+                        .with_for_update(skip_locked=True)).scalars().all()
+                    self._lock_customers(s, [*due, *returns])
+                    handled = 0
+                    for p, step in [*((p, self._settle) for p in due),
+                                    *((p, self._return) for p in returns)]:
+                        try:
+                            with s.begin_nested():
+                                step(s, p)
+                            handled += 1
+                        except Exception:
+                            # One payment the bank cannot book must not stop all others.
+                            log.exception("sandbox: cannot book payment %s", p.end_to_end_id)
+                return handled, len(due) == 500 or len(returns) == 500
+            except OperationalError as exc:
+                if not _transient(exc) or attempt == ATTEMPTS - 1:
+                    raise
+        return 0, False
 
-    def _settle(self, s: Session, p: Payment, now: datetime) -> None:
+    def _lock_customers(self, s: Session, payments: Sequence[Payment]) -> None:
+        numbers = {p.debtor_account for p in payments} | {p.creditor_account for p in payments}
+        banks = {p.bank for p in payments}
+        if numbers:
+            ledger.lock(s, list(s.execute(select(Account).where(
+                Account.bank.in_(banks), Account.kind == "customer",
+                Account.number.in_(numbers))).scalars()))
+
+    def _settle(self, s: Session, p: Payment) -> None:
         bank = self.banks[p.bank]
-        today = bank.calendar.business_date(now)
+        assert p.due_at is not None
+        at = p.due_at
+        day = bank.calendar.business_date(at)
         suspense = self._internal(s, p.bank, "suspense", p.currency)
         internal = bank.is_own(p.creditor_agent) or p.creditor_agent is None
-        creditor = self._account(s, p.bank, p.creditor_account, p.currency) if internal else None
+        creditor = self._customer(s, p.bank, p.creditor_account, p.currency) if internal else None
+        debtor = self._customer(s, p.bank, p.debtor_account, p.currency)
+        assert debtor is not None
         if creditor is not None and creditor.status != "open":
-            debtor = self._account(s, p.bank, p.debtor_account, p.currency)
-            assert debtor is not None
             ledger.post(s, bank=p.bank, kind="release", payment_id=p.id,
                         legs=[(suspense, -p.amount_minor), (debtor, p.amount_minor)],
-                        at=now, booking_date=today, value_date=today)
+                        at=at, booking_date=day, value_date=day)
             p.status, p.reason_code = "RJCT", "AC04" if creditor.status == "closed" else "AC06"
             p.reason_text = f"creditor account is {creditor.status}"
             return
         target = creditor or self._internal(s, p.bank, "clearing", p.currency)
         ledger.post(s, bank=p.bank, kind="settle", payment_id=p.id,
                     legs=[(suspense, -p.amount_minor), (target, p.amount_minor)],
-                    at=now, booking_date=today, value_date=p.execution_date)
-        fee = _minor(bank.spec.fee_per_external_transfer, p.currency)
+                    at=at, booking_date=day, value_date=p.execution_date)
+        fee = self._fee(bank, p.currency)
         if creditor is None and fee:
-            debtor = self._account(s, p.bank, p.debtor_account, p.currency)
-            assert debtor is not None
             ledger.post(s, bank=p.bank, kind="fee", payment_id=p.id,
                         legs=[(debtor, -fee), (self._internal(s, p.bank, "fees", p.currency), fee)],
-                        at=now, booking_date=today, value_date=today)
-        p.status, p.settled_at = "ACSC", now
+                        at=at, booking_date=day, value_date=day)
+        p.status, p.settled_at = "ACSC", at
         if creditor is None and self.faults.returns(p.end_to_end_id):
-            day = today
+            back = day
             for _ in range(self.faults.spec.return_after_days):
-                day = bank.calendar.next_business_day(day)
-            p.return_due_at = bank.calendar.opening(day)
+                back = bank.calendar.next_business_day(back)
+            p.return_due_at = bank.calendar.opening(back)
 
-    def _return(self, s: Session, p: Payment, now: datetime) -> None:
-        today = self.banks[p.bank].calendar.business_date(now)
-        debtor = self._account(s, p.bank, p.debtor_account, p.currency)
+    def _return(self, s: Session, p: Payment) -> None:
+        assert p.return_due_at is not None
+        at = p.return_due_at
+        day = self.banks[p.bank].calendar.business_date(at)
+        debtor = self._customer(s, p.bank, p.debtor_account, p.currency)
         assert debtor is not None
         ledger.post(s, bank=p.bank, kind="return", payment_id=p.id,
                     legs=[(self._internal(s, p.bank, "clearing", p.currency), -p.amount_minor),
                           (debtor, p.amount_minor)],
-                    at=now, booking_date=today, value_date=today)
-        p.status, p.returned_at = "RTND", now
+                    at=at, booking_date=day, value_date=day)
+        p.status, p.returned_at = "RTND", at
         p.reason_code, p.reason_text = "AC04", "returned by the creditor's bank: account closed"
+
+    def clock_floor(self) -> datetime | None:
+        """The latest moment the bank has booked anything: a restarted clock must not go back."""
+        SandboxBase.metadata.create_all(self.engine)
+        with self.sessions() as s:
+            return s.execute(select(func.max(Booking.booked_at))).scalar_one()
 
     # --- what the bank reports ------------------------------------------------------------
 
@@ -387,13 +476,30 @@ class Sandbox:
                 q = q.where(Account.currency == currency)
             return s.execute(q).scalars().first()
 
+    def closed_days(self, bank_code: str, first: date, last: date) -> list[date]:
+        """Business days in [first, last] that the bank has closed (statements exist for)."""
+        cal = self.banks[bank_code].calendar
+        today = cal.business_date(self.clock.now())
+        days, day = [], first
+        while day <= last and day < today:
+            if cal.is_business_day(day):
+                days.append(day)
+            day += timedelta(days=1)
+        return days
+
     def statement(self, bank_code: str, number: str, day: date, *,
                   intraday: bool = False) -> AccountStatement:
-        """The account's bookings of one business day, with opening and closing balances."""
+        """The account's bookings of one business day, with opening and closing balances.
+
+        An end-of-day statement exists only once the day is closed (``NotClosed`` before);
+        ``intraday`` reports today so far.
+        """
         self.settle_due()
         bank = self.banks[bank_code]
         now = self.clock.now()
-        with self.sessions.begin() as s:
+        if not intraday and day >= bank.calendar.business_date(now):
+            raise NotClosed(f"the statement for {day} is produced after the day closes")
+        with self.sessions() as s:
             acct = s.execute(select(Account).where(
                 Account.bank == bank_code, Account.number == number,
                 Account.kind == "customer")).scalars().first()
@@ -403,6 +509,9 @@ class Sandbox:
                                 .join(Booking, Booking.id == Leg.booking_id)
                                 .where(Leg.account_id == acct.id, Booking.booking_date < day)
                                 ).scalar_one()
+            first_day = s.execute(select(func.min(Booking.booking_date))
+                                  .join(Leg, Leg.booking_id == Booking.id)
+                                  .where(Leg.account_id == acct.id)).scalar_one()
             rows = s.execute(
                 select(Leg, Booking, Payment)
                 .join(Booking, Booking.id == Leg.booking_id)
@@ -411,7 +520,7 @@ class Sandbox:
                 .order_by(Booking.id)
             ).all()
             entries = _entries(rows, acct.currency)
-            sequence = self._sequence(s, bank_code, acct, day, now) if not intraday else 0
+        sequence = 0 if intraday else self._sequence(bank, acct, first_day or day, day)
         money = lambda minor: Money.from_minor(int(minor), acct.currency).amount  # noqa: E731
         closing = opening + sum(leg.amount_minor for leg, _, _ in rows)
         local_start = datetime.combine(day, datetime.min.time(), bank.calendar.tz)
@@ -424,21 +533,15 @@ class Sandbox:
             closing_balance=money(closing), opening_date=day, closing_date=day,
             entries=tuple(entries))
 
-    def _sequence(self, s: Session, bank_code: str, acct: Account, day: date,
-                  now: datetime) -> int:
-        row = s.execute(select(StatementSequence).where(
-            StatementSequence.bank == bank_code, StatementSequence.account == acct.number,
-            StatementSequence.currency == acct.currency, StatementSequence.day == day,
-        )).scalar_one_or_none()
-        if row:
-            return row.sequence
-        last = s.execute(select(func.max(StatementSequence.sequence)).where(
-            StatementSequence.bank == bank_code, StatementSequence.account == acct.number,
-            StatementSequence.currency == acct.currency)).scalar_one() or 0
-        step = 2 if self.faults.statement_gap(f"{bank_code}|{acct.number}|{day}") else 1
-        s.add(StatementSequence(bank=bank_code, account=acct.number, currency=acct.currency,
-                                day=day, sequence=last + step, created_at=now))
-        return last + step
+    def _sequence(self, bank: Bank, acct: Account, first: date, day: date) -> int:
+        """Statement numbers follow the business days since the account's first booking, so
+        every download of a day carries the same number; the gap fault skips one."""
+        number, d = 0, first
+        while d <= day:
+            if bank.calendar.is_business_day(d):
+                number += 2 if self.faults.statement_gap(f"{bank.code}|{acct.number}|{d}") else 1
+            d += timedelta(days=1)
+        return max(number, 1)
 
     def ledger_check(self) -> dict[str, object]:
         with self.sessions() as s:
@@ -456,26 +559,14 @@ class Sandbox:
 def _entries(rows: Sequence[tuple[Leg, Booking, Payment | None]], currency: str) -> list[Entry]:
     """Statement entries; debits of one batch-booked block collapse into one entry."""
     entries: list[Entry] = []
-    batches: dict[tuple[str, date], int] = {}
+    batches: dict[tuple[str, date, date], int] = {}
     for leg, booking, payment in rows:
         credit = leg.amount_minor > 0
         amount = Money.from_minor(abs(leg.amount_minor), currency).amount
-        detail = None
-        if payment is not None:
-            outgoing = booking.kind in ("hold", "fee")
-            detail = EntryDetail(
-                end_to_end_id=payment.end_to_end_id,
-                amount=Money.from_minor(payment.amount_minor if booking.kind != "fee"
-                                        else abs(leg.amount_minor), currency).amount,
-                currency=currency,
-                counterparty_name=payment.creditor_name if outgoing or booking.kind == "release"
-                or booking.kind == "return" else payment.debtor_name,
-                counterparty_account=payment.creditor_account
-                if outgoing or booking.kind in ("release", "return") else payment.debtor_account,
-                remittance=payment.purpose,
-            )
-        kind = {"fee": "fee", "return": "return", "release": "transfer"}.get(booking.kind, "transfer")
-        key = (payment.batch_key, booking.booking_date) if (
+        detail = _detail(booking, payment, leg, currency) if payment is not None else None
+        kind = {"fee": "fee", "return": "return", "opening": "opening"}.get(booking.kind,
+                                                                           "transfer")
+        key = (payment.batch_key, booking.booking_date, booking.value_date) if (
             payment is not None and payment.batch_key and booking.kind == "hold") else None
         if key is not None and key in batches:
             i = batches[key]
@@ -493,6 +584,21 @@ def _entries(rows: Sequence[tuple[Leg, Booking, Payment | None]], currency: str)
             reversal=booking.kind == "release", kind=kind,
             details=(detail,) if detail else ()))
     return entries
+
+
+def _detail(booking: Booking, p: Payment, leg: Leg, currency: str) -> EntryDetail:
+    if booking.kind == "fee":
+        # The bank's charge: no counterparty, so nobody mistakes it for a second payment.
+        return EntryDetail(end_to_end_id=None, currency=currency,
+                           amount=Money.from_minor(abs(leg.amount_minor), currency).amount,
+                           remittance=f"手续费 charges for {p.end_to_end_id}")
+    received = booking.kind == "settle" and leg.amount_minor > 0
+    return EntryDetail(
+        end_to_end_id=p.end_to_end_id, currency=currency,
+        amount=Money.from_minor(p.amount_minor, currency).amount,
+        counterparty_name=p.debtor_name if received else p.creditor_name,
+        counterparty_account=p.debtor_account if received else p.creditor_account,
+        remittance=p.purpose)
 
 
 def _minor(amount: Decimal, currency: str) -> int:

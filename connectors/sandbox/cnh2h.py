@@ -30,6 +30,10 @@ REASONS_ZH = {
 }
 
 REQUIRED = ("业务参考号", "付款账号", "收款账号", "收款户名", "金额")
+# Field lengths as the bank's interface specification states them.
+MAX_LENGTH = {"批次号": 64, "业务参考号": 64, "付款账号": 40, "付款户名": 200, "收款账号": 40,
+              "收款户名": 200, "收款行名": 200, "联行号": 12, "金额": 20, "币种": 3, "用途": 200,
+              "期望付款日": 10}
 
 
 class H2hFormatError(ValueError):
@@ -44,11 +48,15 @@ def _text(item: dict[str, Any], key: str, where: str, required: bool = False) ->
         return None
     if not isinstance(value, str):
         raise H2hFormatError(f"{where}: 字段 {key} 必须是字符串 (must be a string)")
-    return value.strip()
+    value = value.strip()
+    if len(value) > MAX_LENGTH.get(key, 200):
+        raise H2hFormatError(f"{where}: 字段 {key} 超长 (longer than {MAX_LENGTH.get(key, 200)})")
+    return value
 
 
-def parse_transfer(body: bytes) -> tuple[str, list[Instruction]]:
-    """The request's idempotency key (批次号, or the single 业务参考号) and its payments."""
+def parse_transfer(body: bytes) -> tuple[str, bool, list[Instruction]]:
+    """The request's idempotency key (批次号, or the single 业务参考号), whether it is a batch,
+    and its payments."""
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -100,7 +108,7 @@ def parse_transfer(body: bytes) -> tuple[str, list[Instruction]]:
     if len(set(refs)) != len(refs):
         dup = next(r for r in refs if refs.count(r) > 1)
         raise H2hFormatError(f"业务参考号 {dup} 在同一报文中重复 (repeated within the request)")
-    return batch or refs[0], instructions
+    return batch or refs[0], batch is not None, instructions
 
 
 def status_of(payment: Payment, today: date) -> dict[str, str]:

@@ -79,6 +79,23 @@ class FaultPlan:
             self.injected.update(chosen.named())
         return chosen
 
+    def draw_report(self, key: str, forced: str | None = None) -> Faults:
+        """Faults of a status report only (duplicates, stale order): the request itself
+        already met its transport faults."""
+        drawn = self.draw(key, forced) if forced else None
+        if drawn is None:
+            with self._lock:
+                attempt = self._attempts[key]
+                self._attempts[key] += 1
+                spec = self.spec
+            rng = random.Random(f"{spec.seed}|{key}|{attempt}")
+            drawn = Faults(duplicate_status=rng.random() < spec.duplicate_status_rate,
+                           out_of_order_status=rng.random() < spec.out_of_order_status_rate)
+            with self._lock:
+                self.injected.update(drawn.named())
+        return replace(drawn, latency=False, maintenance=False, http_5xx=False, reset=False,
+                       timeout_after_booking=False)
+
     def _chance(self, purpose: str, key: str, rate: float) -> bool:
         return rate > 0 and random.Random(f"{self.spec.seed}|{purpose}|{key}").random() < rate
 

@@ -543,7 +543,8 @@ def _add_entry(block: etree._Element, entry: Entry) -> None:
     _add(node, "BookgDt/Dt", entry.booking_date.isoformat())
     _add(node, "ValDt/Dt", entry.value_date.isoformat())
     _add(node, "AcctSvcrRef", entry.bank_reference)
-    domain, family, sub_family = _BANK_TX_CODES[(entry.kind, entry.credit)]
+    # A reversal carries the code of the transaction it undoes (RvslInd says the rest).
+    domain, family, sub_family = _BANK_TX_CODES[(entry.kind, entry.credit != entry.reversal)]
     code = _add(node, "BkTxCd/Domn")
     _add(code, "Cd", domain)
     family_node = _add(code, "Fmly")

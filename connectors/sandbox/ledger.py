@@ -49,13 +49,23 @@ def post(
     session.flush()
     session.add_all(Leg(booking_id=booking.id, account_id=a.id, amount_minor=m, currency=a.currency)
                     for a, m in legs)
-    for account, amount in legs:
-        # In SQL, so concurrent bookings on one account add up instead of overwriting.
+    # In SQL, so concurrent bookings on one account add up instead of overwriting; in id
+    # order, so two bookings never wait for each other's rows in opposite orders.
+    for account, amount in sorted(legs, key=lambda leg: leg[0].id):
         session.execute(update(Account).where(Account.id == account.id)
                         .values(balance_minor=Account.balance_minor + amount)
                         .execution_options(synchronize_session=False))
     session.flush()
     return booking
+
+
+def lock(session: Session, accounts: list[Account]) -> None:
+    """Take the row locks of customer accounts first, in id order (PostgreSQL; SQLite holds
+    the whole database already). Checks of funds and limits made after this cannot race."""
+    ids = sorted({a.id for a in accounts})
+    if ids:
+        session.execute(select(Account.id).where(Account.id.in_(ids))
+                        .order_by(Account.id).with_for_update()).all()
 
 
 def balance(session: Session, account: Account) -> int:

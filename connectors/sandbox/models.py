@@ -149,19 +149,3 @@ class Rejection(SandboxBase):
     reason_code: Mapped[str] = mapped_column(String(8))
     reason_text: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
-
-
-class StatementSequence(SandboxBase):
-    """Statement numbers are assigned once per account and day, so a re-download is identical."""
-
-    __tablename__ = "sb_statement_seq"
-    __table_args__ = (UniqueConstraint("bank", "account", "currency", "day"),
-                      UniqueConstraint("bank", "account", "currency", "sequence"))
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    bank: Mapped[str] = mapped_column(String(32))
-    account: Mapped[str] = mapped_column(String(40))
-    currency: Mapped[str] = mapped_column(String(3))
-    day: Mapped[date] = mapped_column(Date)
-    sequence: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from connectors.sandbox.server import Identity, build_app
 from connectors.sandbox.settings import SandboxConfig, load_sandbox_config
 
 SETTLE_INTERVAL_SECONDS = 0.25
+log = logging.getLogger("yinqi.sandbox")
 
 
 @dataclass
@@ -79,10 +81,14 @@ def open_sandbox(config_path: Path | None = None, state_dir: Path | None = None)
     config, base = load_sandbox_config(config_path)
     state = (state_dir or resolve(base, config.state_dir)).resolve()
     state.mkdir(parents=True, exist_ok=True)
-    clock: Clock = (FakeClock(config.fake_clock_start or datetime.now(UTC))
-                    if config.clock == "fake" else SystemClock())
+    fake = FakeClock(config.fake_clock_start or datetime.now(UTC))
+    clock: Clock = fake if config.clock == "fake" else SystemClock()
     sandbox = Sandbox(config, _engine(config.database_url or f"sqlite:///{state / 'bank.db'}"),
                       clock, FaultPlan(config.faults))
+    floor = sandbox.clock_floor()
+    if config.clock == "fake" and floor is not None and floor > fake.now():
+        # A restarted fake clock resumes where the bank's books end: time never runs back.
+        fake.set(floor)
     sandbox.setup()
     identity = _identity(state, sandbox, base)
     return Running(config, state, sandbox, identity,
@@ -91,7 +97,11 @@ def open_sandbox(config_path: Path | None = None, state_dir: Path | None = None)
 
 def _settle_forever(sandbox: Sandbox, stop: threading.Event) -> None:
     while not stop.wait(SETTLE_INTERVAL_SECONDS):
-        sandbox.settle_due()
+        try:
+            sandbox.settle_due()
+        except Exception:
+            # A database hiccup must not end settlement for the server's lifetime.
+            log.exception("sandbox: settlement round failed; retrying")
 
 
 def serve(config_path: Path | None, *, host: str, port: int, state_dir: Path | None) -> None:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox import cnh2h, iso
-from connectors.sandbox.bank import Instruction, Outcome, Sandbox, group_status
+from connectors.sandbox.bank import Instruction, NotClosed, Outcome, Sandbox, group_status
 from connectors.sandbox.clock import FakeClock
 from connectors.sandbox.faults import Faults
 from connectors.sandbox.receipts import ReceiptData, render_receipt, sign_receipt, verify_code
@@ -38,6 +38,27 @@ from yinqi.money import Money
 
 XML = "application/xml"
 FAULT_HEADER = "x-sandbox-fault"
+STATEMENT_KINDS = ("camt.052", "camt.053", "camt.054", "mt940")
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)
+
+
+class UnknownBank(LookupError):
+    """A path names a bank this server does not play, or a dialect the bank does not speak."""
+
+
+def _key(dialect: str, ident: str) -> str:
+    # ISO message IDs, direct-connect batch numbers and single references are separate
+    # namespaces: one may never replay another's answer.
+    return f"{dialect}:{ident}"
+
+
+def _day(text: str | None, default: date) -> date:
+    if not text:
+        return default
+    value = date.fromisoformat(text)
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(f"{value} is outside {EARLIEST}..{LATEST}")
+    return value
 
 
 @dataclass
@@ -67,10 +88,13 @@ class AbortConnection(Response):
 def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Starlette:
     faults = sandbox.faults
 
-    def bank_of(request: Request) -> str:
+    def bank_of(request: Request, dialect: str | None = None) -> str:
         code = request.path_params["bank"]
         if code not in sandbox.banks:
-            raise KeyError(code)
+            raise UnknownBank(f"no bank {code!r} on this server")
+        spoken = sandbox.banks[code].spec.dialect
+        if dialect is not None and spoken != dialect:
+            raise UnknownBank(f"bank {code!r} speaks {spoken}, not {dialect}")
         return code
 
     def signed_xml(document: bytes, status: int = 200) -> Response:
@@ -104,7 +128,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
     # --- ISO 20022 ----------------------------------------------------------------------------
 
     async def pain001(request: Request) -> Response:
-        code = bank_of(request)
+        code = bank_of(request, "iso20022")
         body = await request.body()
         return await with_faults(request, f"{code}|pain001|{hashlib.sha256(body).hexdigest()}",
                                  lambda: run_in_threadpool(take_pain001, code, body))
@@ -142,7 +166,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             doc = iso.build_pain002(report, version)
             return sign_envelope(doc, identity.key_pem, identity.cert_pem), XML
 
-        answer = sandbox.submit(code, order.msg_id, dialect="iso20022",
+        answer = sandbox.submit(code, _key("iso", order.msg_id), dialect="iso20022",
                                 message_name=order.version, request=body,
                                 instructions=instructions, render=render)
         return Response(answer.body, media_type=answer.content_type,
@@ -159,23 +183,23 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         return signed_xml(iso.build_pain002(report, version), status=422)
 
     async def pain002(request: Request) -> Response:
-        code, msg_id = bank_of(request), request.path_params["msg_id"]
+        code, msg_id = bank_of(request, "iso20022"), request.path_params["msg_id"]
         return await with_faults(request, f"{code}|status|{msg_id}",
                                  lambda: run_in_threadpool(status_report, code, msg_id, request))
 
     def status_report(code: str, msg_id: str, request: Request) -> Response:
-        if not sandbox.message_exists(code, msg_id):
+        if not sandbox.message_exists(code, _key("iso", msg_id)):
             return PlainTextResponse(f"message {msg_id} was never received", status_code=404)
         forced = request.headers.get(FAULT_HEADER, "") if control_api else ""
-        drawn = faults.draw(f"{code}|report|{msg_id}", forced or None)
+        drawn = faults.draw_report(f"{code}|report|{msg_id}", forced or None)
         rows: list[TransferStatus] = []
-        for p in sandbox.payments(code, msg_id=msg_id):
+        for p in sandbox.payments(code, msg_id=_key("iso", msg_id)):
             status, reason, text = _iso_status(p.status, p.reason_code, p.reason_text)
             if drawn.out_of_order_status and status in ("ACSC", "RJCT") and p.settled_at:
                 status, reason, text = "ACSP", None, None  # a stale report arrives late
             rows.append(TransferStatus(p.end_to_end_id, p.instr_id, status, reason, text,
                                        p.pmt_inf_id))
-        for r in sandbox.rejections(code, msg_id):
+        for r in sandbox.rejections(code, _key("iso", msg_id)):
             rows.append(TransferStatus(r.end_to_end_id, r.instr_id, "RJCT", r.reason_code,
                                        r.reason_text, r.pmt_inf_id))
         if drawn.duplicate_status:
@@ -183,7 +207,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         statuses = {r.status for r in rows}
         group = ("RJCT" if statuses == {"RJCT"} else "ACSC" if statuses == {"ACSC"}
                  else "PART" if "RJCT" in statuses else "ACSP")
-        name = _message_name(sandbox, code, msg_id)
+        name = _message_name(sandbox, code, _key("iso", msg_id))
         report = StatusReport(msg_id=f"STS-{secrets.token_hex(6).upper()}",
                               created_at=sandbox.clock.now(), original_msg_id=msg_id,
                               original_msg_name=name, group_status=group, transfers=tuple(rows))
@@ -191,7 +215,10 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         return signed_xml(iso.build_pain002(report, version))
 
     async def camt(request: Request) -> Response:
-        code, kind = bank_of(request), request.path_params["kind"]
+        code, kind = bank_of(request, "iso20022"), request.path_params["kind"]
+        if kind not in STATEMENT_KINDS:
+            return PlainTextResponse(f"no {kind}; reports are {', '.join(STATEMENT_KINDS)}",
+                                     status_code=404)
         account = request.query_params.get("account", "")
         key = f"{code}|{kind}|{request.url.query}"
         return await with_faults(request, key, lambda: run_in_threadpool(
@@ -202,31 +229,40 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             return PlainTextResponse(f"account {account} unknown at {code}", status_code=404)
         today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
         try:
-            first = date.fromisoformat(params.get("from") or params.get("date") or today.isoformat())
-            last = date.fromisoformat(params.get("to") or params.get("date") or first.isoformat())
-        except ValueError:
-            return PlainTextResponse("dates must be YYYY-MM-DD", status_code=400)
+            first = _day(params.get("from") or params.get("date"), today)
+            last = _day(params.get("to") or params.get("date"), first)
+        except ValueError as exc:
+            return PlainTextResponse(f"dates must be YYYY-MM-DD: {exc}", status_code=400)
         if (last - first).days > 92 or last < first:
             return PlainTextResponse("give a range of at most 92 days", status_code=400)
         if kind == "camt.052":
-            stmt = sandbox.statement(code, account, today, intraday=True)
-            return signed_xml(iso.build_camt052(stmt))
+            return signed_xml(iso.build_camt052(sandbox.statement(code, account, today,
+                                                                 intraday=True)))
+        if kind == "camt.054":
+            # Notifications exist for the day so far as well as for closed days.
+            notes = [sandbox.statement(code, account, d, intraday=d >= today)
+                     for d in _days(first, min(last, today))]
+            if not notes:
+                return PlainTextResponse("no day in that range has begun", status_code=404)
+            return signed_xml(_merge([iso.build_camt054(n) for n in notes]))
+        days = sandbox.closed_days(code, first, last)
+        if not days:
+            return PlainTextResponse(
+                f"no closed business day in {first}..{last}: the statement for a day is "
+                "produced after it closes (camt.052 reports today so far)", status_code=404)
         stmts = []
-        day = first
-        while day <= last:
+        for day in days:
             stmt = sandbox.statement(code, account, day)
             stmts.append(stmt)
             if faults.statement_twice(f"{code}|{account}|{day}"):
                 stmts.append(stmt)
-            day += timedelta(days=1)
         if kind == "mt940":
             # MT940 is plain text with no room for a signature: it goes in the headers.
             text = b"".join(iso.build_mt940(s) for s in stmts)
             return Response(text, media_type="text/plain; charset=us-ascii", headers={
                 "X-Signature": sign_detached(text, identity.key_pem),
                 "X-Signer": identity.fingerprint})
-        builder = iso.build_camt054 if kind == "camt.054" else iso.build_camt053
-        return signed_xml(_merge([builder(s) for s in stmts]))
+        return signed_xml(_merge([iso.build_camt053(s) for s in stmts]))
 
     # --- Chinese direct-connect ---------------------------------------------------------------
 
@@ -238,22 +274,28 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         verify_detached(body, request.headers.get("x-signature", ""), cert)
 
     async def h2h_transfer(request: Request) -> Response:
-        code, body = bank_of(request), await request.body()
+        code, body = bank_of(request, "cn-h2h"), await request.body()
         return await with_faults(request, f"{code}|h2h|{hashlib.sha256(body).hexdigest()}",
                                  lambda: run_in_threadpool(take_h2h, code, body, request))
 
     def take_h2h(code: str, body: bytes, request: Request) -> Response:
         try:
             check_signer(code, request, body)
-            key, instructions = cnh2h.parse_transfer(body)
+            key, batch, instructions = cnh2h.parse_transfer(body)
         except SignatureError as exc:
             return signed_json(cnh2h.render({"错误码": exc.reason_code, "错误信息": str(exc)}), 401)
         except cnh2h.H2hFormatError as exc:
             return signed_json(cnh2h.render({"错误码": "FF01", "错误信息": str(exc)}), 422)
+        msg_key = _key("h2h-batch" if batch else "h2h-ref", key)
+        earlier = sandbox.stored_answer(code, msg_key, hashlib.sha256(body).hexdigest())
+        if batch and earlier is not None and earlier.conflicting:
+            return signed_json(cnh2h.render({
+                "错误码": "DUPL", "错误信息": f"批次号 {key} 已用于另一笔不同的请求 "
+                "(batch number already used for a different request)"}), 409)
         today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
+        refs = [i.end_to_end_id for i in instructions]
         # A known 业务参考号 gets its original result back and is never booked again.
-        known = {p.end_to_end_id: p for p in
-                 sandbox.payments(code, end_to_end_ids=[i.end_to_end_id for i in instructions])}
+        known = {p.end_to_end_id for p in sandbox.payments(code, end_to_end_ids=refs)}
         fresh = [i for i in instructions if i.end_to_end_id not in known]
         results: dict[str, dict[str, str]] = {}
         if fresh:
@@ -261,18 +303,19 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                 return cnh2h.render({"结果": [cnh2h.rejected(o) for o in outcomes
                                               if o.status == "RJCT"]}), "application/json"
 
-            answer = sandbox.submit(code, key, dialect="cn-h2h", message_name="h2h.transfer",
-                                    request=body, instructions=fresh, render=render)
+            answer = sandbox.submit(code, msg_key, dialect="cn-h2h",
+                                    message_name="h2h.transfer", request=body,
+                                    instructions=fresh, render=render,
+                                    rejections_are_final=True)
             for r in json.loads(answer.body)["结果"]:
                 results[r["业务参考号"]] = r
-        for p in sandbox.payments(code, end_to_end_ids=[i.end_to_end_id for i in instructions]):
+        for p in sandbox.payments(code, end_to_end_ids=refs):
             results[p.end_to_end_id] = cnh2h.status_of(p, today)
-        ordered = [results.get(i.end_to_end_id) or _rejected_again(sandbox, code, i)
-                   for i in instructions]
+        ordered = [results.get(ref) or _rejected_again(sandbox, code, ref) for ref in refs]
         return signed_json(cnh2h.render_results(key, ordered))
 
     async def h2h_query(request: Request) -> Response:
-        code, body = bank_of(request), await request.body()
+        code, body = bank_of(request, "cn-h2h"), await request.body()
         return await with_faults(request, f"{code}|h2hq|{hashlib.sha256(body).hexdigest()}",
                                  lambda: run_in_threadpool(query_h2h, code, body, request))
 
@@ -289,14 +332,12 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                                              "错误信息": "需要 {\"业务参考号\": [...]}"}), 422)
         today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
         forced = request.headers.get(FAULT_HEADER) if control_api else None
-        drawn = faults.draw(f"{code}|h2hreport|{','.join(refs)}", forced)
+        drawn = faults.draw_report(f"{code}|h2hreport|{','.join(refs)}", forced)
         found = {p.end_to_end_id: cnh2h.status_of(p, today)
                  for p in sandbox.payments(code, end_to_end_ids=refs)}
         rows = []
         for ref in refs:
-            row = found.get(ref) or _rejected_again(sandbox, code, None, ref) or {
-                "业务参考号": ref, "状态": "", "结果": "", "错误码": "NOTFOUND",
-                "错误信息": "银行未收到该业务参考号 (never received)", "银行流水号": ""}
+            row = found.get(ref) or _rejected_again(sandbox, code, ref)
             if drawn.out_of_order_status and row["状态"] == "FIN" and row["结果"] == "S":
                 row = {**row, "状态": "BNK", "结果": ""}
             rows.append(row)
@@ -305,7 +346,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         return signed_json(cnh2h.render({"结果": rows}))
 
     async def h2h_statement(request: Request) -> Response:
-        code = bank_of(request)
+        code = bank_of(request, "cn-h2h")
         account = request.query_params.get("account", "")
         return await with_faults(request, f"{code}|h2hstmt|{request.url.query}",
                                  lambda: run_in_threadpool(h2h_statement_doc, code, account,
@@ -316,15 +357,20 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             return signed_json(cnh2h.render({"错误码": "AC01", "错误信息": "账号不存在"}), 404)
         today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
         try:
-            day = date.fromisoformat(params.get("date") or today.isoformat())
-        except ValueError:
-            return signed_json(cnh2h.render({"错误码": "FF01", "错误信息": "日期格式 YYYY-MM-DD"}), 400)
-        stmt = cnh2h.render_statement(sandbox.statement(code, account, day))
-        docs = [stmt, stmt] if faults.statement_twice(f"{code}|{account}|{day}") else [stmt]
+            day = _day(params.get("date"), today)
+            stmt = sandbox.statement(code, account, day)
+        except ValueError as exc:
+            return signed_json(cnh2h.render({"错误码": "FF01",
+                                             "错误信息": f"日期格式 YYYY-MM-DD: {exc}"}), 400)
+        except NotClosed as exc:
+            return signed_json(cnh2h.render({"错误码": "NOTREADY",
+                                             "错误信息": f"对账单日终后提供 ({exc})"}), 404)
+        doc = cnh2h.render_statement(stmt)
+        docs = [doc, doc] if faults.statement_twice(f"{code}|{account}|{day}") else [doc]
         return signed_json(cnh2h.render({"对账单": docs}))
 
     async def h2h_balance(request: Request) -> Response:
-        code = bank_of(request)
+        code = bank_of(request, "cn-h2h")
         account = request.query_params.get("account", "")
         return await with_faults(request, f"{code}|bal|{account}",
                                  lambda: run_in_threadpool(balance_doc, code, account))
@@ -408,16 +454,26 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         clock = sandbox.clock
         if not isinstance(clock, FakeClock):
             return JSONResponse({"error": "the server runs on the system clock"}, 409)
-        data = json.loads(await request.body() or b"{}")
-        if "set" in data:
-            clock.set(datetime.fromisoformat(data["set"]))
-        else:
-            clock.advance(timedelta(seconds=float(data.get("advance_seconds", 0))))
+        try:
+            data = json.loads(await request.body() or b"{}")
+            if "set" in data:
+                moment = datetime.fromisoformat(data["set"])
+                if moment.tzinfo is None:
+                    raise ValueError("give a timezone with 'set'")
+                clock.set(moment)
+            else:
+                clock.advance(timedelta(seconds=float(data.get("advance_seconds", 0))))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return JSONResponse({"error": f"send {{advance_seconds: N}} or {{set: ISO}}: {exc}"},
+                                400)
         settled = await run_in_threadpool(sandbox.settle_due)
         return JSONResponse({"now": clock.now().isoformat(), "processed": settled})
 
     async def control_faults(request: Request) -> Response:
-        faults.update(FaultSpec.model_validate_json(await request.body()))
+        try:
+            faults.update(FaultSpec.model_validate_json(await request.body()))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc).splitlines()[0]}, 400)
         return JSONResponse(faults.spec.model_dump(mode="json"))
 
     async def control_ledger(request: Request) -> Response:
@@ -429,7 +485,10 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         from connectors.sandbox.pki import fingerprint
 
         code, pem = bank_of(request), await request.body()
-        fp = fingerprint(pem)
+        try:
+            fp = fingerprint(pem)
+        except ValueError as exc:
+            return JSONResponse({"error": f"not a PEM certificate: {exc}"}, 400)
         identity.signers.setdefault(code, {})[fp] = pem
         return JSONResponse({"bank": code, "fingerprint": fp})
 
@@ -464,9 +523,9 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         ]
 
     async def unknown_bank(request: Request, exc: Exception) -> Response:
-        return PlainTextResponse(f"no bank {exc} on this server", status_code=404)
+        return PlainTextResponse(str(exc), status_code=404)
 
-    return Starlette(routes=routes, exception_handlers={KeyError: unknown_bank})
+    return Starlette(routes=routes, exception_handlers={UnknownBank: unknown_bank})
 
 
 def _iso_status(status: str, reason: str | None, text: str | None) -> tuple[str, str | None, str | None]:
@@ -486,21 +545,25 @@ def _message_name(sandbox: Sandbox, code: str, msg_id: str) -> str:
             Message.bank == code, Message.msg_id == msg_id)).scalar_one()
 
 
-def _rejected_again(sandbox: Sandbox, code: str, ins: Instruction | None,
-                    ref: str | None = None) -> dict[str, str] | None:
+def _rejected_again(sandbox: Sandbox, code: str, ref: str) -> dict[str, str]:
+    """The bank's last word on a reference it holds no payment for: its refusal, or never seen."""
     from sqlalchemy import select
 
     from connectors.sandbox.models import Rejection
 
-    ref = ref or (ins.end_to_end_id if ins else None)
     with sandbox.sessions() as s:
         row = s.execute(select(Rejection).where(Rejection.bank == code,
                                                 Rejection.end_to_end_id == ref)
                         .order_by(Rejection.id.desc())).scalars().first()
     if row is None:
-        return None
+        return {"业务参考号": ref, "状态": "", "结果": "", "错误码": "NOTFOUND",
+                "错误信息": "银行未收到该业务参考号 (never received)", "银行流水号": ""}
     return cnh2h.rejected(Outcome(row.end_to_end_id, None, "RJCT", row.reason_code,
                                   row.reason_text))
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def _best_effort_ids(body: bytes) -> tuple[str, str]:

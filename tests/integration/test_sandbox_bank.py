@@ -62,6 +62,19 @@ def statuses(doc: etree._Element) -> dict[str, tuple[str, str | None]]:
     return out
 
 
+def bank_day(c: httpx.Client) -> str:
+    """The bank's business date now (its clock is a fake one that tests move)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime.fromisoformat(c.get("/health").json()["time"])
+    return now.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def close_the_day(server: Server, c: httpx.Client) -> None:
+    server.control(c, "POST", "clock", json={"advance_seconds": 86_400})
+
+
 def send(server: Server, c: httpx.Client, body: bytes, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
     return c.post("/banks/icbc/iso/pain.001", content=signed(server, body), **kw)
 
@@ -175,6 +188,7 @@ def test_a_bad_message_is_refused_whole_with_the_right_reason(bank: Server, case
 
 def test_settlement_follows_the_bank_clock_and_statements_add_up(bank: Server) -> None:
     with bank.client() as c:
+        day = bank_day(c)
         r = send(bank, c, pain001("MSG-SETTLE", DEBTOR, [
             Tx("S-1", Decimal("100.00"), "杨磊", "49505976717236739", OTHER_BANK),
             Tx("S-2", Decimal("200.00"), "北京华信科技股份有限公司", "6829597379400215148", ICBC),
@@ -186,11 +200,17 @@ def test_settlement_follows_the_bank_clock_and_statements_add_up(bank: Server) -
         after = verified(bank, c.get("/banks/icbc/iso/pain.002/MSG-SETTLE").content)
         schema_valid(after, "pain.002.001.10")
         assert set(statuses(after).values()) == {("ACSC", None)}
+        not_yet = c.get("/banks/icbc/iso/camt.053", params={"account": DEBTOR, "date": day})
+        assert not_yet.status_code == 404 and "after it closes" in not_yet.text
+        close_the_day(bank, c)
         stmt = verified(bank, c.get("/banks/icbc/iso/camt.053",
-                                    params={"account": DEBTOR, "date": "2026-11-24"}).content)
-        mt940 = c.get("/banks/icbc/iso/mt940", params={"account": DEBTOR, "date": "2026-11-24"})
+                                    params={"account": DEBTOR, "date": day}).content)
+        again = verified(bank, c.get("/banks/icbc/iso/camt.053",
+                                     params={"account": DEBTOR, "date": day}).content)
+        mt940 = c.get("/banks/icbc/iso/mt940", params={"account": DEBTOR, "date": day})
         ledger = c.get("/_sandbox/ledger").json()
     schema_valid(stmt, "camt.053.001.08")
+    assert xpath(stmt, "//d:ElctrncSeqNb/text()") == xpath(again, "//d:ElctrncSeqNb/text()")
     opening = Decimal(xpath(stmt, "//d:Bal[d:Tp/d:CdOrPrtry/d:Cd='OPBD']/d:Amt/text()")[0])
     closing = Decimal(xpath(stmt, "//d:Bal[d:Tp/d:CdOrPrtry/d:Cd='CLBD']/d:Amt/text()")[0])
     moves = sum((Decimal(e.xpath("string(d:Amt)", namespaces={"d": etree.QName(stmt).namespace}))
@@ -263,6 +283,7 @@ def test_direct_connect_transfer_query_and_idempotency(bank: Server) -> None:
             "收款账号": "49505976717236739", "收款户名": "杨磊", "收款行名": "中国建设银行上海浦东分行",
             "联行号": OTHER_BANK, "金额": "41728.21", "币种": "CNY", "用途": "11月工资", "加急": "否"}
     with bank.client() as c:
+        day = bank_day(c)
         first = answer(bank, h2h(bank, c, "transfer", item))
         assert first["结果"][0]["状态"] == "BNK"
         booked = c.get("/_sandbox/ledger").json()["bookings"]
@@ -277,13 +298,14 @@ def test_direct_connect_transfer_query_and_idempotency(bank: Server) -> None:
         q = answer(bank, h2h(bank, c, "query", {"业务参考号": ["CMB-0001", "CMB-0002", "NOPE"]}))
         assert [(r["状态"], r["结果"], r["错误码"]) for r in q["结果"]] == [
             ("FIN", "S", ""), ("FIN", "F", "RR04"), ("", "", "NOTFOUND")]
+        close_the_day(bank, c)
         stmt = answer(bank, c.get("/banks/cmb/h2h/statement",
-                                  params={"account": "755912345610808", "date": "2026-11-24"}))
+                                  params={"account": "755912345610808", "date": day}))
         bal = answer(bank, c.get("/banks/cmb/h2h/balance", params={"account": "755912345610808"}))
     doc = stmt["对账单"][0]
     total = sum(Decimal(l["金额"]) * (1 if l["借贷标志"] == "贷" else -1) for l in doc["明细"])
     assert Decimal(doc["期初余额"]) + total == Decimal(doc["期末余额"])
-    assert Decimal(bal["余额"]) == Decimal(doc["期末余额"])
+    assert Decimal(bal["余额"]) <= Decimal(doc["期末余额"])  # later days' charges may follow
     assert "CMB-0001" in {l["业务参考号"] for l in doc["明细"]}
 
 
@@ -341,20 +363,26 @@ def test_a_restarted_bank_remembers_everything(tmp_path: Path) -> None:
 
 def test_intraday_report_and_notifications_validate(bank: Server) -> None:
     with bank.client() as c:
+        day = bank_day(c)
         send(bank, c, pain001("MSG-INTRADAY", DEBTOR, [
             Tx("ID-1", Decimal("12.34"), "杨磊", "49505976717236739", OTHER_BANK)]))
         camt052 = verified(bank, c.get("/banks/icbc/iso/camt.052",
                                        params={"account": DEBTOR}).content)
         camt054 = verified(bank, c.get("/banks/icbc/iso/camt.054",
-                                       params={"account": DEBTOR, "date": "2026-11-24"}).content)
+                                       params={"account": DEBTOR, "date": day}).content)
         unknown = c.get("/banks/icbc/iso/camt.053", params={"account": "123456789"})
         bad_date = c.get("/banks/icbc/iso/camt.053", params={"account": DEBTOR, "date": "24.11"})
+        far = c.get("/banks/icbc/iso/camt.053", params={"account": DEBTOR, "date": "9999-12-31"})
+        wrong_kind = c.get("/banks/icbc/iso/pain.001", params={"account": DEBTOR})
+        wrong_dialect = c.get("/banks/cmb/iso/camt.053", params={"account": "755912345610808"})
     schema_valid(camt052, "camt.052.001.08")
     schema_valid(camt054, "camt.054.001.08")
     assert "ID-1" in xpath(camt052, "//d:EndToEndId/text()")
     assert "ID-1" in xpath(camt054, "//d:EndToEndId/text()")
     assert xpath(camt054, "//d:Bal") == []
-    assert unknown.status_code == 404 and bad_date.status_code == 400
+    assert unknown.status_code == 404 and bad_date.status_code == 400 and far.status_code == 400
+    assert wrong_kind.status_code == 404
+    assert wrong_dialect.status_code == 404 and "speaks cn-h2h" in wrong_dialect.text
 
 
 NS03 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.03"
@@ -381,3 +409,37 @@ def test_pain_001_001_03_is_answered_in_pain_002_001_03(bank: Server) -> None:
     schema_valid(answer, "pain.002.001.03")
     assert statuses(answer) == {"V03-1": ("ACSP", None)}
     assert xpath(answer, "//d:OrgnlPmtInfAndSts/d:OrgnlPmtInfId/text()") == ["MSG-V03-1"]
+
+
+def test_direct_connect_keys_are_final_and_separate(bank: Server) -> None:
+    item = {"业务参考号": "CMB-K1", "付款账号": "755912345610808", "收款账号": "6222000000000000000",
+            "收款户名": "黑名单", "联行号": OTHER_BANK, "金额": "1.00"}
+    with bank.client() as c:
+        refused = answer(bank, h2h(bank, c, "transfer", item))["结果"][0]
+        # The same reference, now to a valid payee: still the original refusal, never booked.
+        retry = answer(bank, h2h(bank, c, "transfer", {**item, "收款账号": "49505976717236739"}))
+        batch = {"批次号": "CMB-KB", "明细": [{**item, "业务参考号": "CMB-K2",
+                                              "收款账号": "49505976717236739"}]}
+        first = answer(bank, h2h(bank, c, "transfer", batch))
+        changed = h2h(bank, c, "transfer", {"批次号": "CMB-KB", "明细": [
+            {**item, "业务参考号": "CMB-K3", "收款账号": "49505976717236739"}]})
+        # A direct-connect reference that equals an ISO message ID is another key altogether.
+        iso_named = answer(bank, h2h(bank, c, "transfer", {
+            **item, "业务参考号": "MSG-RULES-1", "收款账号": "49505976717236739"}))
+        booked = {p["end_to_end_id"] for p in c.get("/_sandbox/payments/cmb").json()}
+    assert (refused["结果"], refused["错误码"]) == ("F", "RR04")
+    assert (retry["结果"][0]["结果"], retry["结果"][0]["错误码"]) == ("F", "RR04")
+    assert first["结果"][0]["状态"] in ("BNK", "NTE")
+    assert changed.status_code == 409 and answer(bank, changed)["错误码"] == "DUPL"
+    assert iso_named["结果"][0]["状态"] in ("BNK", "NTE")
+    assert "CMB-K1" not in booked and "CMB-K3" not in booked and "CMB-K2" in booked
+
+
+def test_control_endpoints_answer_bad_input_with_400(bank: Server) -> None:
+    with bank.client() as c:
+        assert c.post("/_sandbox/clock", content=b"not json").status_code == 400
+        assert c.post("/_sandbox/clock", json={"advance_seconds": "abc"}).status_code == 400
+        assert c.post("/_sandbox/clock", json={"advance_seconds": -5}).status_code == 400
+        assert c.put("/_sandbox/faults", json={"reset_rate": 7}).status_code == 400
+        assert c.post("/_sandbox/signers/icbc", content=b"hello").status_code == 400
+        assert c.get("/banks/nope/iso/camt.053").status_code == 404

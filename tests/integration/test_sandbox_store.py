@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -81,6 +82,7 @@ def test_settlement_and_a_restart_lose_nothing(db_url: str) -> None:
     assert replay.replayed
     check = again.ledger_check()
     assert check["balanced"] and check["payments"] == {"ACSC": 5}
+    clock.advance(timedelta(days=1))
     stmt = again.statement("icbc", "1202021209900123456", START.date())
     assert stmt.opening_balance + sum(
         (e.amount if e.credit else -e.amount) for e in stmt.entries) == stmt.closing_balance
@@ -105,4 +107,74 @@ def test_cutoff_moves_execution_and_settlement_to_the_next_business_day(db_url: 
     assert settled == ("ACSC" if hour_local == 16 else "ACSP")
     clock.set(datetime(2026, 11, 30, 1, 0, 5, tzinfo=UTC))  # Monday 09:00:05 local
     assert sandbox.payments("icbc", msg_id="CUT")[0].status == "ACSC"
+    sandbox.engine.dispose()
+
+
+def test_concurrent_orders_cannot_overdraw_an_account(db_url: str) -> None:
+    # 30,000,000.00 balance + 1,000,000.00 overdraft: at most two 12,000,000.00 payments fit.
+    sandbox = make(db_url, FakeClock(START))
+    start = threading.Barrier(10)
+    errors: list[BaseException] = []
+
+    def order(n: int) -> None:
+        try:
+            start.wait()
+            sandbox.submit("icbc", f"OD-{n}", dialect="iso20022", message_name="pain.001.001.09",
+                           request=str(n).encode(), render=render, instructions=[Instruction(
+                               end_to_end_id=f"OD-{n}", instr_id=None,
+                               debtor_account="1202021209900654321", debtor_name="演示",
+                               creditor_account="6829597379400215148", creditor_name="华信",
+                               creditor_agent="102100099996", creditor_bank_name=None,
+                               amount=Decimal("12000000.00"), currency="CNY", purpose=None)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=order, args=(n,)) for n in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sandbox.ledger_check()["payments"] == {"ACSP": 2}
+    acct = sandbox.customer_account("icbc", "1202021209900654321")
+    assert acct is not None and acct.balance_minor == 600_000_000  # 6,000,000.00 left
+    sandbox.engine.dispose()
+
+
+def test_one_end_to_end_id_in_concurrent_messages_is_booked_once(db_url: str) -> None:
+    sandbox = make(db_url, FakeClock(START))
+    start = threading.Barrier(6)
+    answers: list[bytes] = []
+
+    def order(n: int) -> None:
+        start.wait()
+        answers.append(sandbox.submit("icbc", f"SAME-{n}", dialect="iso20022",
+                                      message_name="pain.001.001.09", request=b"x",
+                                      instructions=orders(1, "SAME"), render=render).body)
+
+    threads = [threading.Thread(target=order, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    verdicts = sorted(answers)
+    assert len(verdicts) == 6
+    assert sum(b"'ACSP'" in a for a in verdicts) == 1
+    assert sum(b"'DUPL'" in a for a in verdicts) == 5
+    sandbox.engine.dispose()
+
+
+def test_the_bank_never_pays_into_its_own_books_and_charges_are_covered(db_url: str) -> None:
+    sandbox = make(db_url, FakeClock(START))
+    base = orders(1, "X")[0]
+    answer = sandbox.submit("icbc", "INT", dialect="iso20022", message_name="pain.001.001.09",
+                            request=b"x", render=render, instructions=[
+                                replace(base, end_to_end_id="INT-1", creditor_account="CAPITAL-CNY",
+                                        creditor_agent="102100099996"),
+                                # 31,000,000.00 fits the overdraft only without the 5.50 charge.
+                                replace(base, end_to_end_id="INT-2",
+                                        debtor_account="1202021209900654321",
+                                        amount=Decimal("31000000.00")),
+                            ])
+    assert answer.body == repr([("INT-1", "RJCT", "AC01"), ("INT-2", "RJCT", "AM04")]).encode()
     sandbox.engine.dispose()

@@ -87,13 +87,13 @@ ITEM = {"业务参考号": "R1", "付款账号": "755912345610808", "收款账�
 
 
 def test_direct_connect_single_and_batch_requests() -> None:
-    key, [one] = parse_transfer(json.dumps(ITEM, ensure_ascii=False).encode())
-    assert key == "R1" and one.amount == Decimal("41728.21") and one.urgent
+    key, batch, [one] = parse_transfer(json.dumps(ITEM, ensure_ascii=False).encode())
+    assert key == "R1" and not batch and one.amount == Decimal("41728.21") and one.urgent
     assert one.currency == "CNY" and one.creditor_agent == "105290036005"
-    key, many = parse_transfer(json.dumps(
+    key, batch, many = parse_transfer(json.dumps(
         {"批次号": "B9", "合并记账": "是", "明细": [ITEM, {**ITEM, "业务参考号": "R2"}]},
         ensure_ascii=False).encode())
-    assert key == "B9" and [i.batch_key for i in many] == ["B9", "B9"]
+    assert key == "B9" and batch and [i.batch_key for i in many] == ["B9", "B9"]
 
 
 @pytest.mark.parametrize(
@@ -107,6 +107,8 @@ def test_direct_connect_single_and_batch_requests() -> None:
         (json.dumps({**ITEM, "期望付款日": "tomorrow"}).encode(), "期望付款日"),
         (json.dumps({"批次号": "B", "明细": []}).encode(), "非空数组"),
         (json.dumps({"批次号": "B", "明细": [ITEM, ITEM]}).encode(), "重复"),
+        (json.dumps({**ITEM, "业务参考号": "R" * 65}).encode(), "超长"),
+        (json.dumps({**ITEM, "联行号": "1" * 13}).encode(), "超长"),
     ],
 )
 def test_direct_connect_format_errors_name_the_field(payload: bytes, message: str) -> None:

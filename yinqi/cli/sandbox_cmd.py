@@ -76,7 +76,9 @@ def connect(
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(signing_cert, folder / "yinqi-signing-1.pem")
         console.print(f"  {code}: signing certificate registered with sandbox bank {sandbox_code}")
-    ca_target = home / "sandbox" / "ca.pem"
-    if (state / "ca.pem").resolve() != ca_target.resolve():
-        ca_target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(state / "ca.pem", ca_target)
+    # The bank's CA and signing certificate, where config/banks.toml expects them.
+    for name in ("ca.pem", "bank-signing.pem"):
+        target = home / "sandbox" / name
+        if (state / name).resolve() != target.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(state / name, target)
