@@ -23,6 +23,7 @@ from yinqi.store import migrate
 from yinqi.store.models import Key
 
 WARN_DAYS = 30
+URGENT_DAYS = 7
 
 
 class Status(StrEnum):
@@ -41,7 +42,11 @@ class Check:
 def _expiry(name: str, not_after: datetime, now: datetime) -> Check:
     days = (not_after - now).days
     if not_after <= now:
-        return Check(name, Status.FAIL, f"EXPIRED on {not_after:%Y-%m-%d}: rotate it now")
+        return Check(name, Status.FAIL, f"EXPIRED on {not_after:%Y-%m-%d}: rotate it now "
+                     "(docs/certificates.md)")
+    if days < URGENT_DAYS:
+        return Check(name, Status.WARN, f"expires in {days} days ({not_after:%Y-%m-%d}): "
+                     "rotate it NOW (docs/certificates.md)")
     if days < WARN_DAYS:
         return Check(name, Status.WARN, f"expires in {days} days ({not_after:%Y-%m-%d}): rotate it")
     return Check(name, Status.OK, f"valid until {not_after:%Y-%m-%d} ({days} days)")
@@ -141,7 +146,8 @@ def check_banks(app: App, now: datetime, timeout: float = 2.0) -> Iterator[Check
             yield Check(f"bank {code}", Status.FAIL,
                         f"{host}:{port} not reachable ({exc.strerror or exc}); is the bank "
                         "(or `yinqi sandbox-bank serve`) running and the endpoint right?")
-        for label, rel in (("CA", bank.ca_cert), ("client certificate", bank.client_cert)):
+        for label, rel in (("CA", bank.ca_cert), ("client certificate", bank.client_cert),
+                           ("signing certificate", bank.signing_cert)):
             path = bank.resolve_path(home, rel)
             name = f"bank {code} {label}"
             if not path.exists():

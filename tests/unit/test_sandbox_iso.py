@@ -567,7 +567,8 @@ def test_camt053_round_trip() -> None:
                           "| m:BkTxCd/m:Domn/m:Fmly/m:SubFmlyCd"))
         for e in root.xpath(ntry, namespaces={"m": root.nsmap[None]})
     ]
-    assert codes == ["PMNT/ICDT/DMCT", "PMNT/RCDT/DMCT", "ACMT/MDOP/CHRG", "PMNT/RCDT/DMCT",
+    # The reversal (2nd) undoes an outgoing transfer, so it carries that transfer's ICDT code.
+    assert codes == ["PMNT/ICDT/DMCT", "PMNT/ICDT/DMCT", "ACMT/MDOP/CHRG", "PMNT/RCDT/DMCT",
                      "PMNT/ICDT/RRTN"]
 
 

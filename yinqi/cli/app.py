@@ -11,7 +11,7 @@ import sys
 import typer
 
 from yinqi.bootstrap import App
-from yinqi.cli import audit_cmd, doctor_cmd, init_cmd, sandbox_cmd
+from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
 from yinqi.cli.output import fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
 
@@ -40,6 +40,10 @@ app.command("init")(init_cmd.init)
 app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(sandbox_cmd.app, name="sandbox-bank")
+app.add_typer(bank_cmd.app, name="bank")
+app.command("balances")(bank_cmd.balances)
+app.command("transactions")(bank_cmd.transactions)
+app.add_typer(statements_cmd.app, name="statements")
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -50,35 +50,42 @@ def connect(
     What a bank does once per customer: it issues the company's TLS client certificate and
     registers the company's signing certificate. Safe to rerun.
     """
+    for line in enrol(ctx.obj, config, _state_dir(ctx, state_dir)):
+        console.print(f"  {line}")
+
+
+def enrol(yinqi: App, config: Path | None, state: Path) -> list[str]:
     from connectors.sandbox.pki import ensure_ca, issue_client_cert
     from connectors.sandbox.runner import open_sandbox
 
-    yinqi: App = ctx.obj
-    state = _state_dir(ctx, state_dir)
     running = open_sandbox(config, state)
     running.sandbox.engine.dispose()
     ensure_ca(state)
     signing_cert = yinqi.settings.keys_dir / "signing-1.cert.pem"
     if not signing_cert.exists():
         raise typer.BadParameter(f"{signing_cert} is missing: run `yinqi init` first")
-    home = yinqi.settings.home
+    home, done = yinqi.settings.home, []
     for code, bank in sorted(yinqi.config.banks.items()):
         parts = urlsplit(str(bank.endpoint))
         sandbox_code = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        if parts.hostname not in ("127.0.0.1", "localhost") or sandbox_code not in running.sandbox.banks:
-            console.print(f"  {code}: not a sandbox bank here, skipped")
+        if parts.hostname not in ("127.0.0.1", "localhost") or \
+                sandbox_code not in running.sandbox.banks:
+            done.append(f"{code}: not a sandbox bank here, skipped")
             continue
-        cert, key = bank.resolve_path(home, bank.client_cert), bank.resolve_path(home, bank.client_key)
+        cert = bank.resolve_path(home, bank.client_cert)
+        key = bank.resolve_path(home, bank.client_key)
         if not cert.exists() or not key.exists():
             issue_client_cert(state, f"{yinqi.config.company.name} ({code})", cert, key)
-            console.print(f"  {code}: issued channel certificate {cert}")
+            done.append(f"{code}: issued channel certificate {cert}")
         folder = state / "signers" / sandbox_code
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(signing_cert, folder / "yinqi-signing-1.pem")
-        console.print(f"  {code}: signing certificate registered with sandbox bank {sandbox_code}")
-    # The bank's CA and signing certificate, where config/banks.toml expects them.
-    for name in ("ca.pem", "bank-signing.pem"):
-        target = home / "sandbox" / name
-        if (state / name).resolve() != target.resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(state / name, target)
+        done.append(f"{code}: signing certificate registered with sandbox bank {sandbox_code}")
+        # The bank's CA and signing certificate, where banks.toml expects them.
+        for source, rel in ((state / "ca.pem", bank.ca_cert),
+                            (state / "bank-signing.pem", bank.signing_cert)):
+            target = bank.resolve_path(home, rel)
+            if source.resolve() != target.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+    return done

@@ -1,0 +1,180 @@
+"""``yinqi bank test``, ``yinqi balances``, ``yinqi transactions``: the bank channels."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from yinqi.bootstrap import App
+from yinqi.cli.output import console, print_json
+from yinqi.errors import ConfigError, KeyStoreError
+from yinqi.identifiers import mask
+
+app = typer.Typer(help="Bank channels: connectivity test.", no_args_is_help=True)
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+
+
+def signer_of(yinqi: App):  # type: ignore[no-untyped-def]
+    """Our active signing key and certificate, decrypted with the master secret."""
+    from connectors.base import Signer
+    from yinqi.security.keystore import load_private_key
+    from yinqi.store.models import Key
+
+    with yinqi.sessions() as s:
+        key = s.execute(select(Key).where(Key.purpose == "signing", Key.retired_at.is_(None))
+                        .order_by(Key.created_at.desc())).scalars().first()
+    if key is None:
+        raise KeyStoreError("no active signing key: run `yinqi init`")
+    return Signer(load_private_key(Path(key.path), yinqi.master_secret),
+                  key.certificate_pem.encode())
+
+
+def _bank(yinqi: App, code: str):  # type: ignore[no-untyped-def]
+    try:
+        return yinqi.config.banks[code]
+    except KeyError:
+        known = ", ".join(sorted(yinqi.config.banks))
+        raise ConfigError(f"banks.toml: no bank {code!r} (known: {known})") from None
+
+
+@app.command("test")
+def test(
+    ctx: typer.Context,
+    bank: str = typer.Argument(..., help="The bank's id in banks.toml."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Step-by-step connectivity test: DNS, TCP, TLS, certificates, signed echo, balance."""
+    from connectors.diagnose import run
+
+    yinqi: App = ctx.obj
+    cfg = _bank(yinqi, bank)
+    try:
+        signer = signer_of(yinqi)
+    except KeyStoreError:
+        signer = None
+    account = next(((a.number, a.currency) for a in yinqi.config.accounts if a.bank == bank),
+                   None)
+    report = run(bank, cfg, yinqi.settings.home, signer, account)
+    if json_out:
+        print_json(report.as_json())
+    else:
+        table = Table(title=f"yinqi bank test {bank} ({report.endpoint})")
+        for col in ("step", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for s in report.steps:
+            detail = s.detail + (f"\n→ {s.hint}" if s.hint else "")
+            table.add_row(s.name, f"[{_STYLE[s.outcome.value]}]{s.outcome.value}[/]", detail)
+        console.print(table)
+        console.print("all steps passed" if report.ok else f"FAILED at step: {report.failed_step}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def balances(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Cash position: every configured account at every bank, queried concurrently."""
+    from connectors.errors import BankError
+    from connectors.registry import connect
+
+    yinqi: App = ctx.obj
+    signer = signer_of(yinqi)
+    accounts = list(yinqi.config.accounts)
+
+    def one(acct):  # type: ignore[no-untyped-def]
+        try:
+            connector = connect(acct.bank, yinqi.config.banks[acct.bank], yinqi.settings.home,
+                                signer)
+            try:
+                return acct, connector.balance(acct.number, acct.currency), None
+            finally:
+                connector.close()
+        except (BankError, ValueError) as exc:
+            return acct, None, str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(16, len(accounts) or 1)) as pool:
+        results = list(pool.map(one, accounts))
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    rows = []
+    for acct, bal, error in results:
+        if bal is not None:
+            totals[acct.currency] += bal.booked.amount
+        rows.append({"bank": acct.bank, "account": mask(acct.number), "name": acct.name,
+                     "currency": acct.currency,
+                     "balance": str(bal.booked.amount) if bal else None,
+                     "available": str(bal.available.amount) if bal and bal.available else None,
+                     "as_of": bal.at.isoformat() if bal else None,
+                     "status": "ok" if bal else "FAILED", "error": error})
+    failed = [r for r in rows if r["status"] != "ok"]
+    if json_out:
+        print_json({"accounts": rows, "totals": {c: str(v) for c, v in sorted(totals.items())},
+                    "failed": len(failed), "as_of": datetime.now(UTC).isoformat()})
+    else:
+        table = Table(title="cash position")
+        for col in ("bank", "account", "name", "currency", "balance", "available", "status"):
+            table.add_column(col, justify="right" if col in ("balance", "available") else "left")
+        for r in rows:
+            table.add_row(r["bank"], r["account"], r["name"], r["currency"],
+                          f"{Decimal(r['balance']):,}" if r["balance"] else "—",
+                          f"{Decimal(r['available']):,}" if r["available"] else "—",
+                          "ok" if r["status"] == "ok" else f"[bold red]FAILED[/]: {r['error']}")
+        for cur, total in sorted(totals.items()):
+            table.add_row("", "", "[bold]total[/]", cur, f"[bold]{total:,}[/]", "", "")
+        console.print(table)
+        if failed:
+            console.print(f"[bold red]{len(failed)} account(s) could not be queried: totals "
+                          "leave them out[/]")
+    if failed:
+        raise typer.Exit(1)
+
+
+def transactions(
+    ctx: typer.Context,
+    account: str = typer.Option(..., "--account", help="One of our account numbers."),
+    first: str = typer.Option(..., "--from", help="First day, YYYY-MM-DD."),
+    last: str = typer.Option(..., "--to", help="Last day, YYYY-MM-DD."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The bank's transaction details of one account for a date range."""
+    from connectors.registry import connect
+    from yinqi.errors import InvalidValue
+
+    yinqi: App = ctx.obj
+    try:
+        day_from, day_to = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError as exc:
+        raise InvalidValue(f"--from/--to must be YYYY-MM-DD ({exc})") from None
+    acct = next((a for a in yinqi.config.accounts if a.number == account), None)
+    if acct is None:
+        raise InvalidValue(f"account {mask(account)} is not in accounts.toml")
+    connector = connect(acct.bank, yinqi.config.banks[acct.bank], yinqi.settings.home,
+                        signer_of(yinqi))
+    try:
+        stmts = connector.statements(acct.number, day_from, day_to)
+    finally:
+        connector.close()
+    from yinqi.cli.statements_cmd import statement_json
+
+    data = [statement_json(s) for s in stmts]
+    if json_out:
+        print_json({"account": mask(acct.number), "bank": acct.bank, "from": first, "to": last,
+                    "statements": data})
+        return
+    table = Table(title=f"{acct.bank} {mask(acct.number)} {first}..{last}")
+    for col in ("booked", "value", "amount", "counterparty", "reference", "remittance"):
+        table.add_column(col, overflow="fold")
+    for s in data:
+        for e in s["entries"]:
+            table.add_row(e["booking_date"] or "", e["value_date"] or "", e["amount"],
+                          e["counterparty_name"] or "", e["end_to_end_id"] or e["bank_reference"]
+                          or "", (e["remittance"] or "")[:40])
+    console.print(table)
