@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 from signxml import (
@@ -136,17 +137,20 @@ def build_pain001(order: Order, version: str = "pain.001.001.09") -> bytes:
         raise InvalidValue(f"order {order.msg_id!r} has no payments; a pain.001 needs at least one")
     seen: set[str] = set()
     total = 0
-    transactions: list[str] = []
+    # Encoded one transaction at a time: a single str of the whole file would be UCS-2 (the
+    # Chinese text) and cost twice the memory of the UTF-8 it becomes.
+    transactions: list[bytes] = []
     for payment in order.payments:
         minor, text = _transaction(payment, order, currency, dialect, seen)
         total += minor
-        transactions.append(text)
+        transactions.append(text.encode())
     control_sum = _amount_text(Money.from_minor(total, currency))
     if _digits(total) > _MAX_DIGITS:
         raise InvalidValue(f"order {order.msg_id!r}: the control sum {control_sum} has more than "
                            f"{_MAX_DIGITS} digits; split the order")
     head = _head(order, dialect, len(transactions), control_sum)
-    return "".join((head, *transactions, "</PmtInf>\n</CstmrCdtTrfInitn>\n</Document>\n")).encode()
+    tail = b"</PmtInf>\n</CstmrCdtTrfInitn>\n</Document>\n"
+    return b"".join((head.encode(), *transactions, tail))
 
 
 def _dialect(version: str) -> _Dialect:
@@ -241,57 +245,49 @@ def _transaction(
 def _agent(where: str, party: str, dialect: _Dialect, bic: str | None, cnaps: str | None,
            bank_name: str) -> str:
     """The FinInstnId of a party's bank, or "" when nothing identifies it."""
+    try:
+        return _financial_institution(party, dialect, bic, cnaps, bank_name)
+    except InvalidValue as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+# Batches name few distinct banks: caching keeps 100,000 payments from re-checking the same
+# codes. Errors are not cached, and carry no payment name so the caller can add it.
+@functools.lru_cache(maxsize=4096)
+def _financial_institution(party: str, dialect: _Dialect, bic: str | None, cnaps: str | None,
+                           bank_name: str) -> str:
     parts = []
     if bic:
-        parts.append(f"<{dialect.bic_tag}>{_bic(where, party, bic)}</{dialect.bic_tag}>")
+        parts.append(f"<{dialect.bic_tag}>{_identifier(party, Bic, bic)}</{dialect.bic_tag}>")
     if cnaps:
         parts.append(f"<ClrSysMmbId><ClrSysId><Cd>{CNAPS_CLEARING_CODE}</Cd></ClrSysId>"
-                     f"<MmbId>{_cnaps(where, party, cnaps)}</MmbId></ClrSysMmbId>")
+                     f"<MmbId>{_identifier(party, CnapsCode, cnaps)}</MmbId></ClrSysMmbId>")
     if bank_name:
-        parts.append(f"<Nm>{_text(where, f'{party} bank name', bank_name, 140)}</Nm>")
-    if not parts:
-        if party == "debtor":
-            # DbtrAgt is mandatory; NOTPROVIDED is the EPC convention for an unnamed agent.
-            return "<FinInstnId><Othr><Id>NOTPROVIDED</Id></Othr></FinInstnId>"
-        return ""
-    return f"<FinInstnId>{''.join(parts)}</FinInstnId>"
+        parts.append(f"<Nm>{_text(f'{party} bank', 'name', bank_name, 140)}</Nm>")
+    if parts:
+        return f"<FinInstnId>{''.join(parts)}</FinInstnId>"
+    if party == "debtor":
+        # DbtrAgt is mandatory; NOTPROVIDED is the EPC convention for an agent left unnamed.
+        return "<FinInstnId><Othr><Id>NOTPROVIDED</Id></Othr></FinInstnId>"
+    return ""
+
+
+def _identifier(party: str, kind: type[Bic] | type[CnapsCode], value: str) -> str:
+    try:
+        return str(kind(value))
+    except IdentifierError as exc:
+        raise IdentifierError(f"{party} bank {exc}") from None
 
 
 def _account(where: str, what: str, number: str) -> str:
     """``Id`` of a CashAccount: an IBAN when it looks like one, else Othr/Id as given."""
-    text = _text(where, what, number, 34)
-    if _LOOKS_LIKE_IBAN.fullmatch(number):
+    if isinstance(number, str) and _LOOKS_LIKE_IBAN.fullmatch(number):
         # Refused rather than sent as Othr: a mistyped IBAN must not reach the bank at all.
         try:
             return f"<Id><IBAN>{Iban(number)}</IBAN></Id>"
         except IdentifierError as exc:
             raise IdentifierError(f"{where}: {what}: {exc}") from None
-    return f"<Id><Othr><Id>{text}</Id></Othr></Id>"
-
-
-# Batches name few distinct banks; caching keeps 100,000 payments from re-parsing the same codes.
-@functools.lru_cache(maxsize=4096)
-def _checked_bic(value: str) -> str:
-    return str(Bic(value))
-
-
-@functools.lru_cache(maxsize=4096)
-def _checked_cnaps(value: str) -> str:
-    return str(CnapsCode(value))
-
-
-def _bic(where: str, party: str, value: str) -> str:
-    try:
-        return _checked_bic(value)
-    except IdentifierError as exc:
-        raise IdentifierError(f"{where}: {party} bank {exc}") from None
-
-
-def _cnaps(where: str, party: str, value: str) -> str:
-    try:
-        return _checked_cnaps(value)
-    except IdentifierError as exc:
-        raise IdentifierError(f"{where}: {party} bank {exc}") from None
+    return f"<Id><Othr><Id>{_text(where, what, number, 34)}</Id></Othr></Id>"
 
 
 def _text(where: str, what: str, value: str, limit: int, *, required: bool = True) -> str:
@@ -305,8 +301,9 @@ def _text(where: str, what: str, value: str, limit: int, *, required: bool = Tru
                            f"pain.001 allows at most {limit}")
     bad = _FORBIDDEN.search(value)
     if bad:
-        raise InvalidValue(f"{where}: {what} contains the control character "
-                           f"U+{ord(bad.group()):04X} at position {bad.start() + 1}; remove it")
+        raise InvalidValue(f"{where}: {what} contains U+{ord(bad.group()):04X} at position "
+                           f"{bad.start() + 1}, a control character or one XML cannot carry; "
+                           "remove it")
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -327,13 +324,13 @@ _schemas = threading.local()
 
 
 def _schema(version: str) -> etree.XMLSchema:
-    cache: dict[str, etree.XMLSchema] = _schemas.__dict__.setdefault("by_version", {})
-    schema = cache.get(version)
-    if schema is None:
-        _dialect(version)
-        schema = etree.XMLSchema(etree.parse(str(XSD_DIR / f"{version}.xsd")))
-        cache[version] = schema
-    return schema
+    _dialect(version)  # an unsupported version is refused before any file is opened
+    cache: dict[str, etree.XMLSchema] | None = getattr(_schemas, "by_version", None)
+    if cache is None:
+        cache = _schemas.by_version = {}
+    if version not in cache:
+        cache[version] = etree.XMLSchema(etree.parse(str(XSD_DIR / f"{version}.xsd")))
+    return cache[version]
 
 
 def validate_pain001(data: bytes, version: str = "pain.001.001.09") -> None:
@@ -380,11 +377,7 @@ def _secure_parser() -> etree.XMLParser:
 _ENVELOPE_CLOSE = b"</SignedMessage>"
 
 
-def sign_envelope(
-    document: bytes,
-    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
-    certificate_pem: bytes,
-) -> bytes:
+def sign_envelope(document: bytes, private_key: PrivateKeyTypes, certificate_pem: bytes) -> bytes:
     """Wrap a serialized ISO 20022 ``Document`` in the bank's signed envelope.
 
     The same enveloped XML-DSig signxml's ``XMLSigner`` makes (exclusive c14n, SHA-256, the
@@ -394,7 +387,7 @@ def sign_envelope(
     canonicalizes is exactly what was digested.
     """
     certificate = _load_certificate(certificate_pem)
-    method = _signature_method(private_key, certificate)
+    key, method = _signing_key(private_key, certificate)
     try:
         doc = _parse(document)
     except ValueError as exc:
@@ -407,7 +400,7 @@ def sign_envelope(
     # input is the envelope as it is now, before the Signature goes in.
     canonical = etree.tostring(envelope, method="c14n", exclusive=True)
     assert canonical.endswith(_ENVELOPE_CLOSE)
-    signature = _signature(method, hashlib.sha256(canonical).digest(), private_key, certificate)
+    signature = _signature(method, hashlib.sha256(canonical).digest(), key, certificate)
     return b"".join((
         b'<?xml version="1.0" encoding="UTF-8"?>\n',
         canonical[: -len(_ENVELOPE_CLOSE)],
@@ -443,7 +436,8 @@ def _signature(
     # Exclusive c14n of SignedInfo does not depend on where it sits, so the bytes signed here
     # are the bytes the bank will canonicalize out of the envelope.
     signed_bytes = etree.tostring(signed_info, method="c14n", exclusive=True)
-    ds(signature, "SignatureValue", base64.b64encode(_raw_signature(private_key, signed_bytes)).decode())
+    value = _raw_signature(private_key, signed_bytes)
+    ds(signature, "SignatureValue", base64.b64encode(value).decode())
     der = certificate.public_bytes(serialization.Encoding.DER)
     ds(ds(ds(signature, "KeyInfo"), "X509Data"), "X509Certificate", base64.b64encode(der).decode())
     return signature
@@ -468,24 +462,21 @@ def _load_certificate(certificate_pem: bytes) -> x509.Certificate:
         raise SecurityError("signing certificate is not a PEM X.509 certificate") from None
 
 
-def _signature_method(private_key: object, certificate: x509.Certificate) -> SignatureMethod:
+def _signing_key(
+    private_key: PrivateKeyTypes, certificate: x509.Certificate
+) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, SignatureMethod]:
     if isinstance(private_key, rsa.RSAPrivateKey):
-        method = SignatureMethod.RSA_SHA256
+        key, method = private_key, SignatureMethod.RSA_SHA256
     elif isinstance(private_key, ec.EllipticCurvePrivateKey):
-        method = SignatureMethod.ECDSA_SHA256
+        key, method = private_key, SignatureMethod.ECDSA_SHA256
     else:
         raise SecurityError(f"signing key is {type(private_key).__name__}; "
                             "the bank accepts RSA or EC keys only")
     # A certificate for another key would make every envelope fail at the bank.
-    if _spki(private_key.public_key()) != _spki(certificate.public_key()):
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
         raise SecurityError("signing certificate does not belong to the signing key")
-    return method
-
-
-def _spki(public_key: object) -> bytes:
-    return public_key.public_bytes(  # type: ignore[attr-defined,no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key, method
 
 
 # --- verifying the bank's answers ---------------------------------------------------------------
@@ -507,19 +498,7 @@ def verify_bank_envelope(data: bytes, trusted_certs: Mapping[str, bytes]) -> tup
     ``trusted_certs`` maps SHA-256 fingerprints (hex of the certificate's DER) to the PEM
     certificates registered for the bank. Raises ``SignatureRefused`` with a one-line reason.
     """
-    try:
-        root = _parse(data)
-    except ValueError as exc:
-        raise SignatureRefused(f"bank message: {exc}") from None
-    if root.tag != ENVELOPE_TAG:
-        raise SignatureRefused(f"bank message is <{root.tag}>, not a signed envelope "
-                               f"in {ENVELOPE_NS}")
-    signatures = root.findall("ds:Signature", _DS)
-    if not signatures:
-        raise SignatureRefused("bank message is not signed: the envelope has no ds:Signature")
-    if len(signatures) > 1:
-        raise SignatureRefused("bank message carries more than one ds:Signature")
-    fingerprint = _signer_fingerprint(signatures[0])
+    fingerprint = _envelope_signer(data)
     trusted = {fp.lower().replace(":", ""): pem for fp, pem in trusted_certs.items()}
     if fingerprint not in trusted:
         raise SignatureRefused(f"bank message is signed by certificate {fingerprint}, "
@@ -539,6 +518,24 @@ def verify_bank_envelope(data: bytes, trusted_certs: Mapping[str, bytes]) -> tup
         reason = " ".join(str(exc).split())
         raise SignatureRefused(f"bank message signature does not verify: {reason}") from None
     return _signed_document(verified.signed_xml), fingerprint  # type: ignore[union-attr]
+
+
+def _envelope_signer(data: bytes) -> str:
+    """The fingerprint of the certificate an envelope names, after checking its shape."""
+    # Its own function so this parse tree is freed before signxml builds its several copies.
+    try:
+        root = _parse(data)
+    except ValueError as exc:
+        raise SignatureRefused(f"bank message: {exc}") from None
+    if root.tag != ENVELOPE_TAG:
+        raise SignatureRefused(f"bank message is <{root.tag}>, not a signed envelope "
+                               f"in {ENVELOPE_NS}")
+    signatures = root.findall("ds:Signature", _DS)
+    if not signatures:
+        raise SignatureRefused("bank message is not signed: the envelope has no ds:Signature")
+    if len(signatures) > 1:
+        raise SignatureRefused("bank message carries more than one ds:Signature")
+    return _signer_fingerprint(signatures[0])
 
 
 def _signed_document(signed: etree._Element | None) -> bytes:
