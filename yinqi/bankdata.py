@@ -81,9 +81,13 @@ class Statement:
     warnings: tuple[str, ...] = ()
 
     def movement(self) -> Money | None:
+        """The sum of the booked entries (pending and information-only ones move nothing)."""
         if self.opening_balance is None:
             return None
-        return Money.sum((line.amount for line in self.lines), self.opening_balance.currency)
+        currency = self.opening_balance.currency
+        return Money.sum((line.amount for line in self.lines
+                          if line.status == "BOOK" and line.amount.currency == currency),
+                         currency)
 
     def balances_add_up(self) -> bool | None:
         """Opening + entries == closing, or None when the file gives no balances (camt.054)."""

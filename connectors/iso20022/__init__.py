@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+from connectors.iso20022.camt import FormatError, parse_camt
+from connectors.iso20022.pain002 import ParsedStatusReports, parse_pain002
+
 XSD_DIR = Path(__file__).parent / "xsd"
 
-__all__ = ["XSD_DIR"]
+__all__ = ["XSD_DIR", "FormatError", "ParsedStatusReports", "parse_camt", "parse_pain002"]

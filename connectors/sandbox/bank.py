@@ -42,7 +42,12 @@ ATTEMPTS = 6
 log = logging.getLogger("yinqi.sandbox")
 
 
-class NotClosed(LookupError):
+class NoStatement(LookupError):
+    """There is no end-of-day statement for that day: not a business day, before the account
+    existed, or not closed yet."""
+
+
+class NotClosed(NoStatement):
     """A statement was asked for a day the bank has not closed yet."""
 
 
@@ -476,16 +481,26 @@ class Sandbox:
                 q = q.where(Account.currency == currency)
             return s.execute(q).scalars().first()
 
-    def closed_days(self, bank_code: str, first: date, last: date) -> list[date]:
-        """Business days in [first, last] that the bank has closed (statements exist for)."""
+    def closed_days(self, bank_code: str, number: str, first: date, last: date) -> list[date]:
+        """Days in [first, last] with an end-of-day statement: closed business days since
+        the account's first booking."""
         cal = self.banks[bank_code].calendar
         today = cal.business_date(self.clock.now())
-        days, day = [], first
+        opened = self._first_day(bank_code, number)
+        days, day = [], max(first, opened or first)
         while day <= last and day < today:
-            if cal.is_business_day(day):
+            if cal.is_business_day(day) and opened is not None:
                 days.append(day)
             day += timedelta(days=1)
         return days
+
+    def _first_day(self, bank_code: str, number: str) -> date | None:
+        with self.sessions() as s:
+            return s.execute(select(func.min(Booking.booking_date))
+                             .join(Leg, Leg.booking_id == Booking.id)
+                             .join(Account, Account.id == Leg.account_id)
+                             .where(Account.bank == bank_code, Account.number == number,
+                                    Account.kind == "customer")).scalar_one()
 
     def statement(self, bank_code: str, number: str, day: date, *,
                   intraday: bool = False) -> AccountStatement:
@@ -497,8 +512,14 @@ class Sandbox:
         self.settle_due()
         bank = self.banks[bank_code]
         now = self.clock.now()
-        if not intraday and day >= bank.calendar.business_date(now):
-            raise NotClosed(f"the statement for {day} is produced after the day closes")
+        if not intraday:
+            if day >= bank.calendar.business_date(now):
+                raise NotClosed(f"the statement for {day} is produced after the day closes")
+            if not bank.calendar.is_business_day(day):
+                raise NoStatement(f"{day} is not a business day of {bank_code}")
+            opened = self._first_day(bank_code, number)
+            if opened is None or day < opened:
+                raise NoStatement(f"account {number} had no bookings before {day}")
         with self.sessions() as s:
             acct = s.execute(select(Account).where(
                 Account.bank == bank_code, Account.number == number,

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox import cnh2h, iso
-from connectors.sandbox.bank import Instruction, NotClosed, Outcome, Sandbox, group_status
+from connectors.sandbox.bank import Instruction, NoStatement, Outcome, Sandbox, group_status
 from connectors.sandbox.clock import FakeClock
 from connectors.sandbox.faults import Faults
 from connectors.sandbox.receipts import ReceiptData, render_receipt, sign_receipt, verify_code
@@ -245,7 +245,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             if not notes:
                 return PlainTextResponse("no day in that range has begun", status_code=404)
             return signed_xml(_merge([iso.build_camt054(n) for n in notes]))
-        days = sandbox.closed_days(code, first, last)
+        days = sandbox.closed_days(code, account, first, last)
         if not days:
             return PlainTextResponse(
                 f"no closed business day in {first}..{last}: the statement for a day is "
@@ -362,9 +362,10 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         except ValueError as exc:
             return signed_json(cnh2h.render({"错误码": "FF01",
                                              "错误信息": f"日期格式 YYYY-MM-DD: {exc}"}), 400)
-        except NotClosed as exc:
+        except NoStatement as exc:
             return signed_json(cnh2h.render({"错误码": "NOTREADY",
-                                             "错误信息": f"对账单日终后提供 ({exc})"}), 404)
+                                             "错误信息": f"无该日对账单 (no statement: {exc})"}),
+                               404)
         doc = cnh2h.render_statement(stmt)
         docs = [doc, doc] if faults.statement_twice(f"{code}|{account}|{day}") else [doc]
         return signed_json(cnh2h.render({"对账单": docs}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import os
 import shutil
 import subprocess
@@ -105,3 +106,25 @@ def test_an_expired_server_certificate_fails_at_tls(setup) -> None:  # type: ign
     assert code == 1 and report["failed_step"] == "tls", report
     step = next(s for s in report["steps"] if s["name"] == "tls")
     assert "expired" in step["detail"]
+
+
+def yinqi_json(env: dict[str, str], *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    proc = subprocess.run([sys.executable, "-m", "yinqi", *args, "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_cash_position_across_banks_marks_failures_instead_of_hiding_them(setup) -> None:  # type: ignore[no-untyped-def]
+    tmp, port, config, env = setup
+    with serve(config, tmp / "home" / "sandbox", tmp, port=port):
+        code, up = yinqi_json(env, "balances")
+    assert code == 0 and up["failed"] == 0
+    assert {(a["bank"], a["currency"]) for a in up["accounts"]} == {
+        ("icbc-sandbox", "CNY"), ("icbc-sandbox", "USD"), ("cmb-sandbox", "CNY")}
+    assert all(a["account"].startswith("****") for a in up["accounts"])
+    assert up["totals"]["CNY"] == str(sum(
+        Decimal(a["balance"]) for a in up["accounts"] if a["currency"] == "CNY"))
+    code, down = yinqi_json(env, "balances")
+    assert code == 1 and down["failed"] == 4
+    assert all(a["status"] == "FAILED" and a["balance"] is None for a in down["accounts"])

@@ -196,3 +196,30 @@ def test_a_foreign_client_certificate_is_a_certificate_error(world: World, tmp_p
                    retry=NO_WAIT)
     with closing(bank), pytest.raises(CertificateError, match="refused our client certificate"):
         bank.balance(ICBC_DEBTOR, "CNY")
+
+
+def test_transactions_command_lists_the_bank_details(world: World) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with closing(world.connector("cmb-sandbox")) as bank:
+        bank.submit(batch("C-TX", CMB_DEBTOR, payments("C-TX", 2, CMB_DEBTOR)))
+    advance(world, 2 * 86_400)
+    settings = world.app.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YINQI_")}
+    env.update(YINQI_HOME=str(settings.home), YINQI_DATABASE_URL=settings.resolved_database_url,
+               YINQI_MASTER_SECRET=settings.master_secret.get_secret_value(),
+               YINQI_CONFIG_DIR=str(settings.config_dir))
+    first, last = FAKE_START.date(), FAKE_START.date() + timedelta(days=14)
+    proc = subprocess.run([sys.executable, "-m", "yinqi", "transactions", "--account",
+                           CMB_DEBTOR, "--from", str(first), "--to", str(last), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["account"] == "****0808"
+    refs = {e["end_to_end_id"] for s in data["statements"] for e in s["entries"]}
+    assert {"C-TX-0", "C-TX-1"} <= refs
+    amounts = [Decimal(e["amount"]) for s in data["statements"] for e in s["entries"]
+               if e["end_to_end_id"] == "C-TX-0"]
+    assert amounts == [Decimal("-100.00")]
