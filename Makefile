@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo test test-unit chaos bench clean
+.PHONY: venv demo test test-unit bench sandbox clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Yinqi needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -31,6 +31,16 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# Every benchmark prints one JSON object per run; figures go into docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.pain001 --json
+
+# The sandbox bank on https://127.0.0.1:8443 for manual tests (Ctrl-C stops it).
+sandbox: $(STAMP)
+	$(BIN)/yinqi init
+	$(BIN)/yinqi sandbox-bank connect
+	$(BIN)/yinqi sandbox-bank serve
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -2,11 +2,11 @@
 
     BankError
      ├── NotDelivered          the bank certainly did not take the request: safe to send again
-     │    └── BankUnavailable  the bank said so itself (maintenance, 503 Retry-After)
+     │    ├── BankUnavailable  the bank said so itself (maintenance, 503 Retry-After)
+     │    └── CertificateError a certificate on either side is refused: nothing got through
      ├── OutcomeUnknown        the request may have been processed: only a status query may follow
      ├── BankRefused           the bank answered and refused (a business or format rejection)
-     ├── BadBankAnswer         the answer is malformed, unsigned or fails its signature: alert
-     └── CertificateError      our or the bank's certificate is missing, invalid or expired
+     └── BadBankAnswer         the answer is malformed, unsigned or fails its signature: alert
 
 The split between NotDelivered and OutcomeUnknown is the exactly-once rule at the wire: a
 payment order is retried only on NotDelivered; after OutcomeUnknown the payment stays
@@ -55,5 +55,6 @@ class BadBankAnswer(BankError):
     """The bank's answer cannot be trusted or read: unsigned, tampered or malformed."""
 
 
-class CertificateError(BankError):
-    """A certificate on either side is missing, unreadable, untrusted or expired."""
+class CertificateError(NotDelivered):
+    """A certificate on either side is missing, unreadable, untrusted or expired; no request
+    got through, and resending is pointless until it is fixed."""

@@ -97,7 +97,7 @@ def texts(data: bytes, path: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("count", [1, 1000])
+@pytest.mark.parametrize("count", [1, 1000, pytest.param(100_000, marks=pytest.mark.slow)])
 def test_built_orders_are_schema_valid(version: str, count: int) -> None:
     amounts = [Money.from_minor(1 + 997 * i, "CNY") for i in range(count)]
     data = build_pain001(order([payment(i, amount=a) for i, a in enumerate(amounts)]), version)
