@@ -78,15 +78,20 @@ def load_config(settings: Settings | None = None) -> YinqiConfig:
     )
 
 
+# Read by the parts that use them (voucher column mappings: yinqi.vouchers.load_mappings).
+OPTIONAL_FILES = ("voucher_mappings.toml",)
+
+
 def _locate(config_dir: Path | None) -> dict[str, Path]:
     """Each file from ``config_dir`` when it holds one by that name, else the shipped default."""
     if config_dir is None:
         return {part: DEFAULTS_DIR / name for part, name in FILES.items()}
     # A misnamed override (bank.toml) would be ignored in silence and the demo banks used.
+    known = (*FILES.values(), *OPTIONAL_FILES)
     for path in sorted(config_dir.glob("*.toml")):
-        if path.name not in FILES.values():
+        if path.name not in known:
             raise ConfigError(
-                f"{path}: not a Yinqi config file; expected one of {', '.join(FILES.values())}"
+                f"{path}: not a Yinqi config file; expected one of {', '.join(known)}"
             )
     return {
         part: config_dir / name if (config_dir / name).exists() else DEFAULTS_DIR / name

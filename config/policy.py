@@ -26,6 +26,13 @@ PaymentCategory = Literal["payroll", "supplier", "expense"]
 PAYMENT_CATEGORIES: tuple[str, ...] = get_args(PaymentCategory)
 
 
+def _must_be_true(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("must be true: one person never fills two approval levels of one "
+                         "payment (segregation of duties is not configurable)")
+    return value
+
+
 def _role(name: str) -> str:
     if name not in ROLES:
         raise ValueError(f"unknown role {name!r} (known: {', '.join(ROLES)})")
@@ -59,7 +66,9 @@ class Categories(ConfigModel):
 class ApprovalPolicy(ConfigModel):
     currency: CurrencyCode
     maker_checker: Flag
-    distinct_approvers_per_level: Flag
+    # Always true: the database itself forbids one person on two levels of one payment
+    # (a unique constraint), so a policy saying otherwise could never be honoured.
+    distinct_approvers_per_level: Annotated[Flag, AfterValidator(_must_be_true)]
     escalate_after_hours: Count
     tiers: Annotated[tuple[Tier, ...], Field(min_length=1)]
     categories: Categories = Categories()

@@ -519,3 +519,16 @@ def test_bad_override_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(home=tmp_path, lang="fr")
     assert str(caught.value) == "setting lang: must be 'en' or 'zh' (got 'fr')"
+
+
+def test_segregation_of_duties_cannot_be_switched_off(tmp_path: Path) -> None:
+    from config import load_config, load_settings
+    from yinqi.errors import ConfigError
+
+    shipped = (Path(__file__).resolve().parents[2] / "config" / "defaults"
+               / "approval_policy.toml").read_text()
+    (tmp_path / "approval_policy.toml").write_text(
+        shipped.replace("distinct_approvers_per_level = true",
+                        "distinct_approvers_per_level = false"))
+    with pytest.raises(ConfigError, match="distinct_approvers_per_level: .*must be true"):
+        load_config(load_settings(config_dir=tmp_path, home=tmp_path / "home"))

@@ -11,7 +11,9 @@ import sys
 import typer
 
 from yinqi.bootstrap import App
+from yinqi.cli import approvals_cmd
 from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
+from yinqi.cli import vouchers_cmd
 from yinqi.cli.output import fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
 
@@ -44,6 +46,8 @@ app.add_typer(bank_cmd.app, name="bank")
 app.command("balances")(bank_cmd.balances)
 app.command("transactions")(bank_cmd.transactions)
 app.add_typer(statements_cmd.app, name="statements")
+app.add_typer(vouchers_cmd.app, name="vouchers")
+app.add_typer(approvals_cmd.app, name="approvals")
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
