@@ -6,23 +6,15 @@ import json
 import os
 import socket
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import yinqi
 
 import config as config_pkg
 
 SHIPPED = Path(config_pkg.__file__).parent / "defaults"
 
-
-def yinqi(*args: str, env: dict[str, str], check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "yinqi", *args], env=env, text=True,
-                          capture_output=True, timeout=180)
-    if check is not None:
-        assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture

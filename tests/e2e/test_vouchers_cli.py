@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_support import yinqi
+
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "vouchers"
 CONTRACT_KEYS = {"file", "sha256", "accepted", "quarantined", "duplicates", "payments"}
 
-
-def yinqi(*args: str, env: dict[str, str],
-          check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "yinqi", *args], env=env, text=True,
-                          capture_output=True, timeout=180)
-    if check is not None:
-        assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture
