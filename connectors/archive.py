@@ -20,7 +20,10 @@ class Archive:
     def __init__(self, root: Path, bank: str) -> None:
         self.folder = root / bank
 
-    def keep(self, kind: str, name: str, data: bytes, *, suffix: str = "") -> tuple[Path, str]:
+    def keep(self, kind: str, name: str, data: bytes, *, suffix: str = "",
+             durable: bool = False) -> tuple[Path, str]:
+        """Write ``data`` once; ``durable`` syncs it to disk before returning (a signed order
+        whose hash is about to be committed must survive a power cut)."""
         now = datetime.now(UTC)
         day = self.folder / now.strftime("%Y-%m-%d")
         day.mkdir(parents=True, exist_ok=True)
@@ -37,4 +40,7 @@ class Archive:
                 path = day / f"{stem}-{n}{suffix}"
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         return path, digest

@@ -120,9 +120,18 @@ class BankConnector(ABC):
     code: str
 
     @abstractmethod
+    def prepare(self, batch: OutgoingBatch) -> bytes:
+        """The order in the bank's dialect, validated and signed: the bytes to keep and send."""
+
+    @abstractmethod
+    def send_signed(self, msg_id: str, body: bytes) -> Submission:
+        """Send prepared bytes. A resend must be these exact bytes, so that the bank's
+        idempotency (message ID, 业务参考号) answers it with its original result. Raises
+        NotDelivered (safe to resend) or OutcomeUnknown (ask ``status`` before anything else)."""
+
     def submit(self, batch: OutgoingBatch) -> Submission:
-        """Send a payment order. Raises NotDelivered (safe to resend the same message) or
-        OutcomeUnknown (ask ``status`` before anything else)."""
+        """Prepare and send in one go (tools and tests; the payment flow keeps the bytes first)."""
+        return self.send_signed(batch.msg_id, self.prepare(batch))
 
     @abstractmethod
     def status(self, msg_id: str, end_to_end_ids: Sequence[str]) -> StatusAnswer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -83,3 +84,15 @@ class Batch:
     total: Money
     state: BatchState = BatchState.BUILT
     created_at: datetime | None = None
+
+
+def approval_digest(amount_minor: int, currency: str, debtor_account_id: int,
+                    creditor_account: str, creditor_name: str, creditor_cnaps: str | None,
+                    creditor_bic: str | None) -> str:
+    """A fingerprint of what approvers approve: who pays whom, how much, through which bank.
+
+    Purpose text and urgency are left out on purpose: correcting them never needs approval.
+    """
+    parts = (str(amount_minor), currency, str(debtor_account_id), creditor_account,
+             creditor_name, creditor_cnaps or "", creditor_bic or "")
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()

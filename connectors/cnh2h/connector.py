@@ -53,6 +53,10 @@ class H2hConnector(BankConnector):
     def _post(self, path: str, payload: dict[str, Any], kind: str, name: str
               ) -> tuple[int, Any, Exchange]:
         body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        return self._post_body(path, body, kind, name)
+
+    def _post_body(self, path: str, body: bytes, kind: str, name: str
+                   ) -> tuple[int, Any, Exchange]:
         sent, sent_hash = self._archive.keep(kind, name, body, suffix=".json")
         r = self._t.request("POST", path, idempotent=kind != "h2h.transfer", content=body,
                             headers={"Content-Type": "application/json; charset=utf-8",
@@ -72,7 +76,9 @@ class H2hConnector(BankConnector):
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadBankAnswer(self.code, f"{what}: answer is not JSON ({exc})") from None
 
-    def submit(self, batch: OutgoingBatch) -> Submission:
+    def prepare(self, batch: OutgoingBatch) -> bytes:
+        # The detached signature travels in a header and is recomputed per send; PKCS#1 v1.5
+        # makes it the same for the same bytes, so the kept body is the whole signed order.
         d = batch.debtor
         items = [{
             "业务参考号": p.end_to_end_id, "付款账号": d.account, "付款户名": d.company,
@@ -88,17 +94,19 @@ class H2hConnector(BankConnector):
                                f"match the debtor account's {d.currency}")
         payload = {"批次号": batch.msg_id, "明细": items,
                    "合并记账": "是" if batch.batch_booking else "否"}
-        status, data, exchange = self._post("/h2h/transfer", payload, "h2h.transfer", batch.msg_id)
+        return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+    def send_signed(self, msg_id: str, body: bytes) -> Submission:
+        status, data, exchange = self._post_body("/h2h/transfer", body, "h2h.transfer", msg_id)
         if status in (401, 409, 422):
             reason = data.get("错误码") if isinstance(data, dict) else None
-            return Submission(batch.msg_id, False, (StatusReport(
-                batch.msg_id, "RJCT", reason_code=reason,
+            return Submission(msg_id, False, (StatusReport(
+                msg_id, "RJCT", reason_code=reason,
                 reason_text=data.get("错误信息") if isinstance(data, dict) else None),),
                 exchange=exchange)
         if status != 200:
-            raise BankRefused(self.code, f"batch {batch.msg_id}: HTTP {status}",
-                              status_code=status)
-        return Submission(batch.msg_id, True, self._reports(batch.msg_id, data), exchange=exchange)
+            raise BankRefused(self.code, f"batch {msg_id}: HTTP {status}", status_code=status)
+        return Submission(msg_id, True, self._reports(msg_id, data), exchange=exchange)
 
     def _reports(self, msg_id: str, data: Any) -> tuple[StatusReport, ...]:
         try:

@@ -68,7 +68,7 @@ class IsoConnector(BankConnector):
 
     # --- the interface ----------------------------------------------------------------------
 
-    def submit(self, batch: OutgoingBatch) -> Submission:
+    def prepare(self, batch: OutgoingBatch) -> bytes:
         d = batch.debtor
         order = Order(msg_id=batch.msg_id, created_at=batch.created_at,
                       debtor=Debtor(name=d.company, account=d.account, bic=d.bic, cnaps=d.cnaps,
@@ -78,8 +78,7 @@ class IsoConnector(BankConnector):
                       initiating_party=d.company, currency=d.currency)
         document = build_pain001(order, self._version)
         validate_pain001(document, self._version)
-        body = sign_envelope(document, self._signer.private_key, self._signer.certificate_pem)
-        return self.send_signed(batch.msg_id, body)
+        return sign_envelope(document, self._signer.private_key, self._signer.certificate_pem)
 
     def send_signed(self, msg_id: str, body: bytes) -> Submission:
         """Send an already signed order (a resend must be these exact bytes)."""

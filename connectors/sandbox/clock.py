@@ -21,6 +21,22 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class ShiftedClock:
+    """Real time, started at a chosen moment: the demo's bank opens on a business morning
+    whatever the hour or weekday the demo is run, and settles in real time from there."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("the shifted clock needs a timezone-aware start")
+        import time as _time
+
+        self._monotonic = _time.monotonic
+        self._start, self._t0 = start.astimezone(UTC), _time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self._monotonic() - self._t0)
+
+
 class FakeClock:
     """Time stands still until a test moves it."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from starlette.applications import Starlette
 
 from connectors.sandbox.bank import Sandbox, resolve
-from connectors.sandbox.clock import Clock, FakeClock, SystemClock
+from connectors.sandbox.clock import Clock, FakeClock, ShiftedClock, SystemClock
 from connectors.sandbox.faults import FaultPlan
 from connectors.sandbox.pki import ensure_ca, fingerprint, issue_client_cert, server_ssl_kwargs
 from connectors.sandbox.server import Identity, build_app
@@ -89,6 +89,9 @@ def open_sandbox(config_path: Path | None = None, state_dir: Path | None = None)
     if config.clock == "fake" and floor is not None and floor > fake.now():
         # A restarted fake clock resumes where the bank's books end: time never runs back.
         fake.set(floor)
+    if config.clock == "shifted":
+        start = config.fake_clock_start or datetime.now(UTC)
+        sandbox.clock = ShiftedClock(max(start, floor) if floor is not None else start)
     sandbox.setup()
     identity = _identity(state, sandbox, base)
     return Running(config, state, sandbox, identity,
@@ -109,7 +112,7 @@ def serve(config_path: Path | None, *, host: str, port: int, state_dir: Path | N
 
     running = open_sandbox(config_path, state_dir)
     stop = threading.Event()
-    if isinstance(running.sandbox.clock, SystemClock):
+    if not isinstance(running.sandbox.clock, FakeClock):
         threading.Thread(target=_settle_forever, args=(running.sandbox, stop), daemon=True,
                          name="sandbox-settlement").start()
     ssl_kwargs = server_ssl_kwargs(

@@ -96,7 +96,7 @@ class SandboxConfig(_Model):
     state_dir: Path = Path("sandbox-state")
     database_url: str | None = None
     settle_after_seconds: Annotated[float, Field(ge=0)] = 2.0
-    clock: Literal["system", "fake"] = "system"
+    clock: Literal["system", "fake", "shifted"] = "system"
     fake_clock_start: datetime | None = None
     # /_sandbox/* endpoints that move the clock, inject faults and audit the ledger: for tests.
     control_api: bool = False

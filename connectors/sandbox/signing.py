@@ -17,6 +17,8 @@ reports back, so the caller can answer without translating.
 
 from __future__ import annotations
 
+import functools
+
 import base64
 import binascii
 import hashlib
@@ -228,9 +230,12 @@ def _check_validity(cert: x509.Certificate, fp: str) -> None:
                                      f"{cert.not_valid_after_utc.isoformat()}")
 
 
+@functools.lru_cache(maxsize=16)
 def _load_private_key(
     key_pem: bytes, password: bytes | None
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    # Cached: loading checks the RSA key's arithmetic (~40 ms), and the bank signs every
+    # answer and receipt with the same few keys.
     try:
         key = serialization.load_pem_private_key(key_pem, password=password)
     except (ValueError, TypeError) as exc:

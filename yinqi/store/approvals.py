@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from yinqi.approval import (
     verify_code,
 )
 from yinqi.approvals import Decision, Role, User
+from yinqi.payments import approval_digest
 from yinqi.errors import InvalidValue, SecurityError
 from yinqi.money import Money
 from yinqi.security.fields import FieldCipher
@@ -47,6 +48,11 @@ from yinqi.store.models import Alert, AuditEventRow, OtpUse, Payment, UserRole
 from yinqi.store.models import Approval as ApprovalRow
 from yinqi.store.models import User as UserRow
 from yinqi.store.transitions import move_payments
+
+#: The payment columns :func:`approval_digest` covers, in its argument order (after the id).
+DIGESTED = (Payment.id, Payment.amount_minor, Payment.currency, Payment.debtor_account_id,
+            Payment.creditor_account, Payment.creditor_name, Payment.creditor_cnaps,
+            Payment.creditor_bic)
 
 # Payments are decided, inserted and moved this many at a time: keeps every IN (...) list
 # far below SQLite's and PostgreSQL's bound-parameter limits, and each audit event readable.
@@ -138,6 +144,7 @@ def approve(
         if done:
             move_payments(session, audit, done, PaymentState.APPROVED, actor=username,
                           reason=reason)
+            record_approved_digests(session, done)
         levels.update({pid: fill.level for pid, fill in fills.items()})
         completed += done
         refused += chunk_refused
@@ -297,8 +304,10 @@ def _decide_chunk(
         else:
             refused.append((pid, verdict.code.value, verdict.message))
     if fills:
+        attempts = dict(session.execute(
+            select(Payment.id, Payment.attempt).where(Payment.id.in_(list(fills)))).all())
         session.execute(insert(ApprovalRow), [
-            {"payment_id": pid, "level": f.level, "role": f.role, "approver": user.username,
+            {"payment_id": pid, "attempt": attempts[pid], "level": f.level, "role": f.role, "approver": user.username,
              "decision": decision.value, "reason": reason, "decided_at": now}
             for pid, f in fills.items()
         ])
@@ -499,22 +508,26 @@ def _domain_user(session: Session, row: UserRow) -> User:
 
 def _load_cases(session: Session, ids: list[int], *, lock: bool) -> dict[int, Case]:
     query = select(Payment.id, Payment.end_to_end_id, Payment.amount_minor, Payment.currency,
-                   Payment.category, Payment.maker, Payment.state).where(Payment.id.in_(ids))
+                   Payment.category, Payment.maker, Payment.state, Payment.attempt
+                   ).where(Payment.id.in_(ids))
     if lock:
         # Rows locked in id order: two approvers of overlapping sets cannot deadlock, and no
         # one moves a payment between our reading its state and recording the decision.
         query = query.order_by(Payment.id).with_for_update()
     payments = session.execute(query).all()
     given: dict[int, list[Given]] = defaultdict(list)
+    # Only decisions on the payment's current attempt count: a corrected payment that must be
+    # approved again starts with every level empty.
     for pid, level, role, approver in session.execute(
         select(ApprovalRow.payment_id, ApprovalRow.level, ApprovalRow.role, ApprovalRow.approver)
-        .where(ApprovalRow.payment_id.in_(ids))
+        .join(Payment, Payment.id == ApprovalRow.payment_id)
+        .where(ApprovalRow.payment_id.in_(ids), ApprovalRow.attempt == Payment.attempt)
     ):
         given[pid].append(Given(level, role, approver))
     return {
         pid: Case(label=e2e, amount=Money.from_minor(minor, currency), category=category,
                   maker=maker, state=state, given=tuple(given[pid]))
-        for pid, e2e, minor, currency, category, maker, state in payments
+        for pid, e2e, minor, currency, category, maker, state, _attempt in payments
     }
 
 
@@ -562,6 +575,15 @@ def _audited_states(session: Session) -> dict[str, str]:
         for _, subject_ids, details in page:
             audited.update(dict.fromkeys(subject_ids, details.get("to")))
         after = page[-1].seq
+
+
+def record_approved_digests(session: Session, ids: Sequence[int]) -> None:
+    """Remember what was approved, so a later change of amount or payee is noticed."""
+    rows = session.execute(select(*DIGESTED).where(Payment.id.in_(list(ids)))).all()
+    table = Payment.__table__
+    session.execute(update(table).where(table.c.id == bindparam("pid"))
+                    .values(approved_digest=bindparam("digest")),
+                    [{"pid": row[0], "digest": approval_digest(*row[1:])} for row in rows])
 
 
 def _all_refused(ids: list[int], refusal: Refusal) -> list[RefusedRow]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from yinqi.payments import CLAIMABLE_BATCH_STATES, BatchState
@@ -29,8 +29,11 @@ def claim_batches(
     limit: int = 10,
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
+    due_only: bool = False,
 ) -> list[int]:
     """Claim up to ``limit`` batches in ``states`` whose lease is free or expired.
+
+    ``due_only``: only batches whose next status query is due (``next_poll_at`` passed).
 
     Commits before returning: the claim must be visible to every other worker at once.
     """
@@ -42,6 +45,8 @@ def claim_batches(
                 select(Batch.id)
                 .where(Batch.state.in_(wanted))
                 .where(or_(Batch.lease_until.is_(None), Batch.lease_until < now))
+                .where(or_(Batch.next_poll_at.is_(None), Batch.next_poll_at <= now)
+                       if due_only else true())
                 .order_by(Batch.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)

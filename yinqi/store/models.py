@@ -185,6 +185,14 @@ class Payment(Base):
     state: Mapped[str] = mapped_column(String(20), default=PaymentState.REQUESTED.value, index=True)
     state_reason: Mapped[str | None] = mapped_column(Text)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    # The bank's own reference once it booked the payment (流水号), for receipts and matching.
+    bank_reference: Mapped[str | None] = mapped_column(String(64))
+    # 1 for the first message; a rerun after a definitive rejection sends attempt + 1 under a
+    # new end-to-end ID (the bank's idempotency key would otherwise replay the refusal).
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # SHA-256 of what the approvers approved (amount, currency, payee, accounts), set when the
+    # last level is filled: a rerun compares it to decide whether approval must be given again.
+    approved_digest: Mapped[str | None] = mapped_column(String(64))
     # Bumped on every change, so two writers racing on one payment cannot both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -212,7 +220,15 @@ class Batch(Base):
     state: Mapped[str] = mapped_column(String(16), default=BatchState.BUILT.value)
     payment_count: Mapped[int] = mapped_column(Integer, default=0)
     total_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    execution_date: Mapped[date | None] = mapped_column(Date)
+    # The signed bytes, archived once: every (re)send of the message sends exactly these.
+    file_path: Mapped[str | None] = mapped_column(String(500))
     file_sha256: Mapped[str | None] = mapped_column(String(64))
+    signed_at: Mapped[datetime | None]
+    # Status polling: when to ask next, and how often we asked (the back-off grows with it).
+    next_poll_at: Mapped[datetime | None]
+    poll_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
@@ -225,14 +241,17 @@ class Batch(Base):
 class Approval(Base):
     __tablename__ = "approvals"
     __table_args__ = (
-        UniqueConstraint("payment_id", "level"),
+        UniqueConstraint("payment_id", "attempt", "level"),
         # One person never fills two levels of one payment, whatever the code does.
-        UniqueConstraint("payment_id", "approver"),
+        UniqueConstraint("payment_id", "attempt", "approver"),
         CheckConstraint(_in("decision", ("approved", "rejected")), name="decision"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
+    # The payment's attempt this decision is for: a corrected payment sent again after a
+    # bank rejection is approved afresh when its amount or payee changed.
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
     level: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(32))
     approver: Mapped[str] = mapped_column(String(64))

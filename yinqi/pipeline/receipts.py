@@ -1,0 +1,106 @@
+"""Collecting each settled payment's 电子回单: download, check the bank's signature, keep.
+
+A receipt whose signature does not verify is never stored as evidence: the payment stays
+SETTLED, an alert is raised, and the next round tries again.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select
+
+from connectors.base import DownloadedReceipt
+from connectors.errors import BankError
+from yinqi.alerts import Severity
+from yinqi.bootstrap import App
+from yinqi.pipeline.banks import BankPool
+from yinqi.pipeline.signing import relative_to_home
+from yinqi.states import PaymentState
+from yinqi.store.models import Alert, Batch, Payment
+from yinqi.store.models import Receipt as ReceiptRow
+from yinqi.store.transitions import move_payments
+
+S = PaymentState
+
+
+@dataclass
+class ReceiptResult:
+    collected: int = 0
+    bad_signature: int = 0
+    not_ready: int = 0
+    errors: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def waiting_for_receipts(app: App) -> int:
+    from sqlalchemy import func
+
+    with app.sessions() as s:
+        return s.execute(select(func.count()).select_from(Payment)
+                         .where(Payment.state == S.SETTLED.value)).scalar_one()
+
+
+def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: int = 8,
+                     actor: str = "yinqi.pipeline") -> ReceiptResult:
+    result = ReceiptResult()
+    with app.sessions() as s:
+        todo = s.execute(
+            select(Payment.id, Payment.end_to_end_id, Batch.bank)
+            .join(Batch, Batch.id == Payment.batch_id)
+            .where(Payment.state == S.SETTLED.value)
+            .order_by(Payment.id).limit(limit)).all()
+    if not todo:
+        return result
+
+    def fetch(row) -> tuple[int, DownloadedReceipt | BankError]:  # type: ignore[no-untyped-def]
+        try:
+            return row.id, banks[row.bank].receipt(row.end_to_end_id)
+        except BankError as exc:
+            return row.id, exc
+
+    for row in {r.bank for r in todo}:
+        banks[row]  # open connectors before the threads share them
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        fetched = list(pool.map(fetch, todo))
+    good: dict[int, DownloadedReceipt] = {}
+    bad: list[int] = []
+    for pid, got in fetched:
+        if isinstance(got, BankError):
+            if getattr(got, "status_code", None) == 404:
+                result.not_ready += 1
+            else:
+                result.errors.append(str(got))
+        elif got.signature_valid and got.path is not None:
+            good[pid] = got
+        else:
+            bad.append(pid)
+    with app.sessions.begin() as s:
+        still = set(s.execute(
+            select(Payment.id).where(Payment.id.in_(list(good)),
+                                     Payment.state == S.SETTLED.value)
+            .where(~select(ReceiptRow.id).where(ReceiptRow.payment_id == Payment.id).exists())
+            .with_for_update()).scalars()) if good else set()
+        if still:
+            s.execute(insert(ReceiptRow), [
+                {"payment_id": pid, "bank_reference": good[pid].receipt.bank_reference,
+                 "verification_code": good[pid].receipt.verification_code,
+                 "file_path": relative_to_home(app, good[pid].path),  # type: ignore[arg-type]
+                 "sha256": good[pid].sha256, "signature_valid": True} for pid in sorted(still)])
+            move_payments(s, app.audit, sorted(still), S.RECEIPTED, actor=actor,
+                          reason="bank receipt collected and its signature verified")
+            app.audit.append(s, actor=actor, action="receipt.collected", subject_type="payment",
+                             subject_ids=sorted(still),
+                             details={"sha256": {str(pid): good[pid].sha256
+                                                 for pid in sorted(still)}})
+        if bad:
+            s.add(Alert(kind="receipt.bad_signature", severity=Severity.CRITICAL.value,
+                        subject=f"{len(bad)} receipt(s) failed the bank's signature check",
+                        message="receipts whose signature does not verify were not stored; "
+                                "ask the bank, do not trust these documents",
+                        details={"payment_ids": bad[:1000]}))
+    result.collected = len(still)
+    result.bad_signature = len(bad)
+    result.files = [relative_to_home(app, good[pid].path) for pid in sorted(still)[:50]]  # type: ignore[arg-type]
+    return result

@@ -1,0 +1,128 @@
+"""The pipeline's stages in one loop, for the CLI, the chaos test and the benchmark.
+
+The Prefect flows call the same stage functions as tasks; this loop is what a worker without
+Prefect runs, and it continues from whatever the database says, killed at any line or not.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+from sqlalchemy import func, select
+
+from yinqi.bootstrap import App
+from yinqi.money import Money
+from yinqi.payments import BatchState
+from yinqi.pipeline.banks import BankPool
+from yinqi.pipeline.batches import form_batches
+from yinqi.pipeline.receipts import collect_receipts
+from yinqi.pipeline.sending import Pacing, StageResult, due_at, poll_batches, send_batches
+from yinqi.pipeline.signing import sign_batches
+from yinqi.store.models import Batch, Payment
+from yinqi.store.types import utcnow
+
+#: Batch states in which the pipeline still has work to do.
+OPEN_BATCHES = (BatchState.BUILT, BatchState.SIGNED, BatchState.SUBMITTING, BatchState.UNKNOWN,
+                BatchState.ACCEPTED, BatchState.PARTIAL)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Progress:
+    rounds: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    sent: StageResult = field(default_factory=StageResult)
+    polled: StageResult = field(default_factory=StageResult)
+    receipts: int = 0
+    bad_receipts: int = 0
+
+    def time(self, stage: str, started: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def open_work(app: App) -> tuple[int, int]:
+    """(batches still open, settled payments still without a receipt)."""
+    with app.sessions() as s:
+        batches = s.execute(select(func.count()).select_from(Batch).where(
+            Batch.state.in_([b.value for b in OPEN_BATCHES]))).scalar_one()
+        settled = s.execute(select(func.count()).select_from(Payment).where(
+            Payment.state == "SETTLED")).scalar_one()
+    return batches, settled
+
+
+def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
+          deadline: float | None = None, receipts: bool = True,
+          on_round: Callable[[Progress], None] | None = None) -> Progress:
+    """Run every stage until nothing is left in flight (or ``deadline``, a monotonic time)."""
+    worker = worker or worker_name()
+    progress = Progress()
+    with BankPool(app) as banks:
+        started = time.perf_counter()
+        form_batches(app)
+        progress.time("batching", started)
+        while True:
+            progress.rounds += 1
+            started = time.perf_counter()
+            while sign_batches(app, banks, worker, lease=pacing.lease).signed:
+                pass
+            progress.time("signing", started)
+            started = time.perf_counter()
+            progress.sent.merge(send_batches(app, banks, worker, pacing=pacing))
+            progress.time("submission", started)
+            started = time.perf_counter()
+            progress.polled.merge(poll_batches(app, banks, worker, pacing=pacing))
+            progress.time("polling", started)
+            if receipts:
+                started = time.perf_counter()
+                while True:
+                    got = collect_receipts(app, banks)
+                    progress.receipts += got.collected
+                    progress.bad_receipts += got.bad_signature
+                    if not got.collected:
+                        break
+                progress.time("receipts", started)
+            if on_round is not None:
+                on_round(progress)
+            batches, settled = open_work(app)
+            if not batches and not (receipts and settled):
+                return progress
+            if deadline is not None and time.monotonic() > deadline:
+                return progress
+            _nap(app, pacing)
+
+
+def _nap(app: App, pacing: Pacing) -> None:
+    due = due_at(app)
+    wait = pacing.base if due is None else (due - utcnow()).total_seconds()
+    time.sleep(min(max(wait, 0.05), max(pacing.base, 0.05) * 2))
+
+
+@dataclass(frozen=True)
+class StateTotal:
+    state: str
+    count: int
+    amounts: dict[str, str]
+
+
+def totals_by_state(app: App) -> list[StateTotal]:
+    with app.sessions() as s:
+        rows = s.execute(select(Payment.state, Payment.currency, func.count(),
+                                func.sum(Payment.amount_minor))
+                         .group_by(Payment.state, Payment.currency)).all()
+    by_state: dict[str, StateTotal] = {}
+    for state, currency, count, minor in rows:
+        prev = by_state.get(state)
+        amounts = dict(prev.amounts) if prev else {}
+        amounts[currency] = str(Money.from_minor(int(minor or 0), currency).amount)
+        by_state[state] = StateTotal(state, (prev.count if prev else 0) + count, amounts)
+    return sorted(by_state.values(), key=lambda t: t.state)
+
+

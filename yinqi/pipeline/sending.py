@@ -1,0 +1,299 @@
+"""Sending signed batches exactly once, and asking the bank until every payment is final.
+
+The protocol (docs/payment-pipeline.md): the intent to send commits before any byte leaves;
+a batch whose fate is unknown (a timeout, a crash after the intent) is only ever resolved by
+a status query; a resend sends the archived bytes, so the bank's message-ID idempotency
+answers it with its original result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from connectors.errors import (
+    BadBankAnswer,
+    BankError,
+    BankRefused,
+    CertificateError,
+    NotDelivered,
+    OutcomeUnknown,
+)
+from yinqi.alerts import Severity
+from yinqi.bootstrap import App
+from yinqi.errors import SecurityError
+from yinqi.payments import BatchState
+from yinqi.pipeline import chaos
+from yinqi.pipeline.banks import BankPool
+from yinqi.pipeline.outcomes import next_poll_delay
+from yinqi.pipeline.reports import apply_reports, in_flight_e2e
+from yinqi.pipeline.signing import home_path
+from yinqi.states import PaymentState
+from yinqi.store.claims import DEFAULT_LEASE, claim_batches, release_batches
+from yinqi.store.models import Alert, Batch, Payment
+from yinqi.store.transitions import move_payments
+from yinqi.store.types import utcnow
+
+log = logging.getLogger("yinqi.pipeline")
+S = PaymentState
+B = BatchState
+
+#: Batches whose message may or may not be at the bank: a status query comes first.
+UNSETTLED_SENDS = (B.SUBMITTING, B.UNKNOWN)
+#: Batches the bank has, with payments still waiting for its last word.
+POLLED = (B.ACCEPTED, B.PARTIAL)
+
+
+@dataclass
+class StageResult:
+    batches: int = 0
+    sends: int = 0
+    queries: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: StageResult) -> None:
+        self.batches += other.batches
+        self.sends += other.sends
+        self.queries += other.queries
+        self.outcomes.update(other.outcomes)
+        self.errors += other.errors
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often to ask the bank (exponential back-off with jitter from ``base`` seconds), and
+    how long a worker's claim on a batch lasts before another worker may take it over."""
+
+    base: float = 1.0
+    ceiling: float = 300.0
+    lease: timedelta = DEFAULT_LEASE
+
+
+def send_batches(app: App, banks: BankPool, worker: str, *, limit: int = 20,
+                 pacing: Pacing = Pacing(), rng: random.Random | None = None) -> StageResult:
+    """Carry signed and unsettled sends forward: send, or ask the bank and resend if it has
+    nothing."""
+    rng = rng or random.Random()
+    result = StageResult()
+    ids = claim_batches(app.sessions, worker, states=[B.SIGNED, *UNSETTLED_SENDS],
+                        limit=limit, due_only=True, lease=pacing.lease)
+    try:
+        for batch_id in ids:
+            result.batches += 1
+            try:
+                _carry(app, banks, worker, batch_id, pacing, rng, result)
+            except BankError as exc:
+                result.errors.append(str(exc))
+                _later(app, batch_id, worker, pacing, rng, str(exc))
+    finally:
+        with app.sessions.begin() as s:
+            release_batches(s, worker, ids)
+    return result
+
+
+def _carry(app: App, banks: BankPool, worker: str, batch_id: int, pacing: Pacing,
+           rng: random.Random, result: StageResult) -> None:
+    batch = _load(app, batch_id)
+    if batch is None or batch.claimed_by != worker:
+        return
+    bank = banks[batch.bank]
+    if batch.state in (B.SUBMITTING.value, B.UNKNOWN.value):
+        # Sent before, fate unknown (or killed right after the intent): ask first.
+        with app.sessions() as s:
+            wanted = in_flight_e2e(s, batch_id)
+        answer = bank.status(batch.msg_id, wanted)
+        result.queries += 1
+        chaos.point("after-status-query")
+        if answer.received and _covers(answer.reports, wanted):
+            with app.sessions.begin() as s:
+                applied = apply_reports(s, app, batch_id, answer.reports, actor=worker,
+                                        exchange=answer.exchange)
+                app.audit.append(s, actor=worker, action="batch.resolved", subject_type="batch",
+                                 subject_ids=[batch_id],
+                                 details={"msg_id": batch.msg_id, "by": "status query",
+                                          "moved": applied.moved})
+                _schedule(s, batch_id, 0, pacing, rng)
+            result.outcomes.update(applied.moved)
+            return
+        log.info("batch %s: the bank has no record of it; resending the same signed bytes",
+                 batch.msg_id)
+    _send(app, bank, worker, batch, pacing, rng, result)
+
+
+def _covers(reports, wanted: list[str]) -> bool:  # type: ignore[no-untyped-def]
+    """The answer speaks for the whole message (a group status) or for every payment asked."""
+    if any(r.end_to_end_id is None for r in reports):
+        return True
+    return set(wanted) <= {r.end_to_end_id for r in reports}
+
+
+def _send(app: App, bank, worker: str, batch: Batch, pacing: Pacing,  # type: ignore[no-untyped-def]
+          rng: random.Random, result: StageResult) -> None:
+    body = home_path(app, batch.file_path or "").read_bytes() if batch.file_path else None
+    if body is None or hashlib.sha256(body).hexdigest() != batch.file_sha256:
+        _tampered(app, batch)
+        raise SecurityError(f"batch {batch.msg_id}: the signed file {batch.file_path} is missing "
+                            "or no longer matches the hash recorded when it was signed; "
+                            "nothing was sent (see alert)")
+    with app.sessions.begin() as s:
+        # The intent, committed before any byte leaves.
+        moved = s.execute(update(Batch).where(Batch.id == batch.id, Batch.claimed_by == worker,
+                                              Batch.state == batch.state)
+                          .values(state=B.SUBMITTING.value,
+                                  send_attempts=Batch.send_attempts + 1, last_error=None)
+                          .execution_options(synchronize_session=False)).rowcount
+        if not moved:
+            return
+        pids = list(s.execute(select(Payment.id).where(
+            Payment.batch_id == batch.id,
+            Payment.state.in_([S.SIGNED.value, S.UNKNOWN.value]))).scalars())
+        move_payments(s, app.audit, pids, S.SUBMITTING, actor=worker,
+                      reason=f"batch {batch.msg_id} attempt {batch.send_attempts + 1}")
+        app.audit.append(s, actor=worker, action="batch.sending", subject_type="batch",
+                         subject_ids=[batch.id],
+                         details={"msg_id": batch.msg_id, "sha256": batch.file_sha256,
+                                  "attempt": batch.send_attempts + 1, "bank": batch.bank})
+    chaos.point("after-intent")
+    result.sends += 1
+    try:
+        answer = bank.send_signed(batch.msg_id, body)
+    except NotDelivered as exc:
+        # Certainly not at the bank; the batch stays SUBMITTING and the next round asks the
+        # bank before resending, which costs one query and keeps one path for every resend.
+        if isinstance(exc, CertificateError):
+            _alert(app, "bank.certificate", Severity.CRITICAL, batch, str(exc))
+        raise
+    except (OutcomeUnknown, BadBankAnswer) as exc:
+        chaos.point("after-unknown-send")
+        with app.sessions.begin() as s:
+            ids = list(s.execute(select(Payment.id).where(
+                Payment.batch_id == batch.id, Payment.state == S.SUBMITTING.value)).scalars())
+            move_payments(s, app.audit, ids, S.UNKNOWN, actor=worker,
+                          reason=f"no definitive answer: {exc}")
+            s.execute(update(Batch).where(Batch.id == batch.id)
+                      .values(state=B.UNKNOWN.value, last_error=str(exc))
+                      .execution_options(synchronize_session=False))
+            _schedule(s, batch.id, 0, pacing, rng)
+        if isinstance(exc, BadBankAnswer):
+            _alert(app, "bank.bad_answer", Severity.CRITICAL, batch, str(exc))
+        result.outcomes["UNKNOWN"] += len(ids)
+        result.errors.append(str(exc))
+        return
+    except BankRefused as exc:
+        with app.sessions.begin() as s:
+            applied = apply_reports(s, app, batch.id, (), actor=worker, refused=True,
+                                    refusal=f"refused by the bank: {exc}")
+        _alert(app, "batch.refused", Severity.WARNING, batch, str(exc))
+        result.outcomes.update(applied.moved)
+        return
+    chaos.point("after-answer")
+    with app.sessions.begin() as s:
+        applied = apply_reports(s, app, batch.id, answer.reports, actor=worker,
+                                exchange=answer.exchange, refused=not answer.taken)
+        app.audit.append(s, actor=worker, action="batch.answered", subject_type="batch",
+                         subject_ids=[batch.id],
+                         details={"msg_id": batch.msg_id, "taken": answer.taken,
+                                  "replayed": answer.replayed, "moved": applied.moved,
+                                  "answer_sha256": answer.exchange.received_sha256
+                                  if answer.exchange else None})
+        _schedule(s, batch.id, 0, pacing, rng)
+    if not answer.taken:
+        _alert(app, "batch.refused", Severity.WARNING, batch,
+               "; ".join(filter(None, (r.reason_code for r in answer.reports))) or "refused")
+    result.outcomes.update(applied.moved)
+
+
+def poll_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
+                 pacing: Pacing = Pacing(), rng: random.Random | None = None) -> StageResult:
+    """Ask the bank about batches whose next query is due; back off between questions."""
+    rng = rng or random.Random()
+    result = StageResult()
+    ids = claim_batches(app.sessions, worker, states=POLLED, limit=limit, due_only=True,
+                        lease=pacing.lease)
+    try:
+        for batch_id in ids:
+            batch = _load(app, batch_id)
+            if batch is None or batch.claimed_by != worker:
+                continue
+            result.batches += 1
+            with app.sessions() as s:
+                wanted = in_flight_e2e(s, batch_id)
+            try:
+                answer = banks[batch.bank].status(batch.msg_id, wanted)
+            except BankError as exc:
+                result.errors.append(str(exc))
+                if isinstance(exc, BadBankAnswer):
+                    _alert(app, "bank.bad_answer", Severity.CRITICAL, batch, str(exc))
+                _later(app, batch_id, worker, pacing, rng, str(exc))
+                continue
+            result.queries += 1
+            chaos.point("after-poll")
+            with app.sessions.begin() as s:
+                applied = apply_reports(s, app, batch_id, answer.reports, actor=worker,
+                                        exchange=answer.exchange)
+                _schedule(s, batch_id, batch.poll_count + 1, pacing, rng)
+            result.outcomes.update(applied.moved)
+    finally:
+        with app.sessions.begin() as s:
+            release_batches(s, worker, ids)
+    return result
+
+
+def _load(app: App, batch_id: int) -> Batch | None:
+    with app.sessions() as s:
+        batch = s.get(Batch, batch_id)
+        if batch is not None:
+            s.expunge(batch)
+        return batch
+
+
+def _schedule(session, batch_id: int, poll_count: int, pacing: Pacing,  # type: ignore[no-untyped-def]
+              rng: random.Random) -> None:
+    delay = next_poll_delay(poll_count, rng, base=pacing.base, ceiling=pacing.ceiling)
+    session.execute(update(Batch).where(Batch.id == batch_id)
+                    .values(poll_count=poll_count, next_poll_at=utcnow() + delay)
+                    .execution_options(synchronize_session=False))
+
+
+def _later(app: App, batch_id: int, worker: str, pacing: Pacing, rng: random.Random,
+           error: str) -> None:
+    with app.sessions.begin() as s:
+        count = s.execute(select(Batch.poll_count).where(Batch.id == batch_id)).scalar_one()
+        _schedule(s, batch_id, count + 1, pacing, rng)
+        s.execute(update(Batch).where(Batch.id == batch_id).values(last_error=error[:2000])
+                  .execution_options(synchronize_session=False))
+
+
+def _alert(app: App, kind: str, severity: Severity, batch: Batch, message: str) -> None:
+    with app.sessions.begin() as s:
+        s.add(Alert(kind=kind, severity=severity.value, subject=f"batch {batch.msg_id}",
+                    message=message[:2000], details={"batch_id": batch.id, "bank": batch.bank}))
+
+
+def _tampered(app: App, batch: Batch) -> None:
+    with app.sessions.begin() as s:
+        s.add(Alert(kind="batch.file_tampered", severity=Severity.CRITICAL.value,
+                    subject=f"batch {batch.msg_id}",
+                    message="the signed payment file changed or vanished after signing; "
+                            "it was not sent",
+                    details={"batch_id": batch.id, "file": batch.file_path}))
+        app.audit.append(s, actor="yinqi.pipeline", action="batch.file_tampered",
+                         subject_type="batch", subject_ids=[batch.id],
+                         details={"msg_id": batch.msg_id, "expected_sha256": batch.file_sha256})
+
+
+def due_at(app: App) -> datetime | None:
+    """When the next batch wants attention (None: nothing is waiting for the bank)."""
+    from sqlalchemy import func
+
+    with app.sessions() as s:
+        return s.execute(select(func.min(Batch.next_poll_at)).where(
+            Batch.state.in_([b.value for b in (*UNSETTLED_SENDS, *POLLED, B.SIGNED)]))
+        ).scalar_one_or_none()
