@@ -796,6 +796,43 @@ def _lookup(cells: _Cells, name: str, table: Mapping[str, _V], *, why: str,
     return found
 
 
+# --- corrections of rejected payments ----------------------------------------------------
+
+
+def check_correction(changes: Mapping[str, str], *, currency: str) -> dict[str, object]:
+    """An operator's corrections checked like a voucher row's; values as the store keeps them
+    (amounts in minor units). Raises InvalidValue naming the field and the fault."""
+    out: dict[str, object] = {}
+    for name, raw in changes.items():
+        value = " ".join(str(raw).split())
+        if name == "amount":
+            try:
+                money = Money.of(value, currency)
+            except MoneyError as exc:
+                raise InvalidValue(f"amount {value!r}: {exc}") from None
+            if not money.is_positive or money.minor > _MAX_MINOR:
+                raise InvalidValue(f"amount {value!r}: must be positive and plausible")
+            out[name] = money.minor
+        elif name == "creditor_account":
+            compact = _compact_account(value)
+            if not (compact.isdecimal() and compact.isascii() and 8 <= len(compact) <= 32):
+                raise InvalidValue(f"creditor_account {mask(compact)}: Chinese account numbers "
+                                   "have 8 to 32 digits")
+            out[name] = compact
+        elif name == "creditor_cnaps":
+            parsed = _parse_cnaps(value)
+            if isinstance(parsed, _Bad):
+                raise InvalidValue(f"creditor_cnaps {value!r}: a CNAPS code is 12 digits")
+            out[name] = str(parsed)
+        elif name == "creditor_bic":
+            out[name] = value.upper() or None
+        else:
+            if name in ("creditor_name",) and not value:
+                raise InvalidValue(f"{name}: must not be empty")
+            out[name] = value[:200]
+    return out
+
+
 # --- payment identifiers ------------------------------------------------------------------
 
 _E2E_PREFIX = "YQ"
@@ -824,6 +861,7 @@ __all__ = [
     "Quarantined",
     "Rows",
     "VoucherLine",
+    "check_correction",
     "end_to_end_id_for",
     "load_mappings",
     "read_rows",

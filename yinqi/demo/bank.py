@@ -15,9 +15,10 @@ from datetime import UTC, date, datetime, time as clock_time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import connectors.sandbox
 from config.loader import DEFAULTS_DIR
 
-SANDBOX_DEFAULT = Path(__file__).resolve().parents[2] / "connectors" / "sandbox" / "default.toml"
+SANDBOX_DEFAULT = Path(connectors.sandbox.__file__).with_name("default.toml")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOLIDAYS = frozenset({date(2026, 12, 31), date(2027, 1, 1)})
 

@@ -52,7 +52,7 @@ def form_batches(app: App, *, now: datetime | None = None, actor: str = ACTOR) -
     with app.sessions.begin() as session:
         rows = session.execute(
             select(Payment.id, Payment.end_to_end_id, Payment.amount_minor, Payment.currency,
-                   Payment.category, Payment.maker, Payment.attempt, Payment.approved_digest,
+                   Payment.category, Payment.maker, Payment.approval_round, Payment.approved_digest,
                    Payment.urgent, Payment.requested_date, BankAccount.bank, BankAccount.number,
                    BankAccount.currency.label("account_currency"),
                    BankAccount.status.label("account_status"), Payment.debtor_account_id)
@@ -120,18 +120,18 @@ def _approval_problems(app: App, session: Session, rows: list) -> dict[int, str]
     given: dict[tuple[int, int], list[Given]] = defaultdict(list)
     digests: dict[int, str] = {}
     for chunk in _chunks(ids):
-        for pid, attempt, level, role, approver in session.execute(
-            select(ApprovalRow.payment_id, ApprovalRow.attempt, ApprovalRow.level,
+        for pid, round_, level, role, approver in session.execute(
+            select(ApprovalRow.payment_id, ApprovalRow.approval_round, ApprovalRow.level,
                    ApprovalRow.role, ApprovalRow.approver)
             .where(ApprovalRow.payment_id.in_(chunk), ApprovalRow.decision == "approved")
         ):
-            given[(pid, attempt)].append(Given(level, role, approver))
+            given[(pid, round_)].append(Given(level, role, approver))
         for row in session.execute(select(*DIGESTED).where(Payment.id.in_(chunk))):
             digests[row[0]] = approval_digest(*row[1:])
     policy = app.config.approval_policy
     problems: dict[int, str] = {}
     for r in rows:
-        mine = given[(r.id, r.attempt)]
+        mine = given[(r.id, r.approval_round)]
         case = Case(r.end_to_end_id, Money.from_minor(r.amount_minor, r.currency), r.category,
                     r.maker, PaymentState.APPROVED.value, tuple(mine))
         levels = levels_for(policy, case)

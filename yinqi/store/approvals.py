@@ -304,10 +304,10 @@ def _decide_chunk(
         else:
             refused.append((pid, verdict.code.value, verdict.message))
     if fills:
-        attempts = dict(session.execute(
-            select(Payment.id, Payment.attempt).where(Payment.id.in_(list(fills)))).all())
+        rounds = dict(session.execute(
+            select(Payment.id, Payment.approval_round).where(Payment.id.in_(list(fills)))).all())
         session.execute(insert(ApprovalRow), [
-            {"payment_id": pid, "attempt": attempts[pid], "level": f.level, "role": f.role, "approver": user.username,
+            {"payment_id": pid, "approval_round": rounds[pid], "level": f.level, "role": f.role, "approver": user.username,
              "decision": decision.value, "reason": reason, "decided_at": now}
             for pid, f in fills.items()
         ])
@@ -508,7 +508,7 @@ def _domain_user(session: Session, row: UserRow) -> User:
 
 def _load_cases(session: Session, ids: list[int], *, lock: bool) -> dict[int, Case]:
     query = select(Payment.id, Payment.end_to_end_id, Payment.amount_minor, Payment.currency,
-                   Payment.category, Payment.maker, Payment.state, Payment.attempt
+                   Payment.category, Payment.maker, Payment.state, Payment.approval_round
                    ).where(Payment.id.in_(ids))
     if lock:
         # Rows locked in id order: two approvers of overlapping sets cannot deadlock, and no
@@ -516,18 +516,19 @@ def _load_cases(session: Session, ids: list[int], *, lock: bool) -> dict[int, Ca
         query = query.order_by(Payment.id).with_for_update()
     payments = session.execute(query).all()
     given: dict[int, list[Given]] = defaultdict(list)
-    # Only decisions on the payment's current attempt count: a corrected payment that must be
+    # Only decisions of the payment's current approval round count: a corrected payment that must be
     # approved again starts with every level empty.
     for pid, level, role, approver in session.execute(
         select(ApprovalRow.payment_id, ApprovalRow.level, ApprovalRow.role, ApprovalRow.approver)
         .join(Payment, Payment.id == ApprovalRow.payment_id)
-        .where(ApprovalRow.payment_id.in_(ids), ApprovalRow.attempt == Payment.attempt)
+        .where(ApprovalRow.payment_id.in_(ids),
+               ApprovalRow.approval_round == Payment.approval_round)
     ):
         given[pid].append(Given(level, role, approver))
     return {
         pid: Case(label=e2e, amount=Money.from_minor(minor, currency), category=category,
                   maker=maker, state=state, given=tuple(given[pid]))
-        for pid, e2e, minor, currency, category, maker, state, _attempt in payments
+        for pid, e2e, minor, currency, category, maker, state, _round in payments
     }
 
 

@@ -187,9 +187,12 @@ class Payment(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     # The bank's own reference once it booked the payment (流水号), for receipts and matching.
     bank_reference: Mapped[str | None] = mapped_column(String(64))
-    # 1 for the first message; a rerun after a definitive rejection sends attempt + 1 under a
-    # new end-to-end ID (the bank's idempotency key would otherwise replay the refusal).
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # 1 for the first message; a rerun after a definitive rejection sends the payment again
+    # under a new end-to-end ID (the bank's idempotency key would otherwise replay the refusal).
+    send_round: Mapped[int] = mapped_column(Integer, default=1)
+    # Which approvals count: a rerun whose amount or payee changed starts a new round, and
+    # only approvals of the current round let the payment go to the bank.
+    approval_round: Mapped[int] = mapped_column(Integer, default=1)
     # SHA-256 of what the approvers approved (amount, currency, payee, accounts), set when the
     # last level is filled: a rerun compares it to decide whether approval must be given again.
     approved_digest: Mapped[str | None] = mapped_column(String(64))
@@ -241,17 +244,17 @@ class Batch(Base):
 class Approval(Base):
     __tablename__ = "approvals"
     __table_args__ = (
-        UniqueConstraint("payment_id", "attempt", "level"),
+        UniqueConstraint("payment_id", "approval_round", "level"),
         # One person never fills two levels of one payment, whatever the code does.
-        UniqueConstraint("payment_id", "attempt", "approver"),
+        UniqueConstraint("payment_id", "approval_round", "approver"),
         CheckConstraint(_in("decision", ("approved", "rejected")), name="decision"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
-    # The payment's attempt this decision is for: a corrected payment sent again after a
-    # bank rejection is approved afresh when its amount or payee changed.
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # The payment's approval round this decision is for: a corrected payment sent again after
+    # a bank rejection is approved afresh when its amount or payee changed.
+    approval_round: Mapped[int] = mapped_column(Integer, default=1)
     level: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(32))
     approver: Mapped[str] = mapped_column(String(64))

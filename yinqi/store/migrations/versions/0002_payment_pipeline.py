@@ -31,32 +31,35 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('last_error', sa.Text(), nullable=True))
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('bank_reference', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('attempt', sa.Integer(), nullable=False,
+        batch_op.add_column(sa.Column('send_round', sa.Integer(), nullable=False,
+                                      server_default='1'))
+        batch_op.add_column(sa.Column('approval_round', sa.Integer(), nullable=False,
                                       server_default='1'))
         batch_op.add_column(sa.Column('approved_digest', sa.String(length=64), nullable=True))
     with op.batch_alter_table('approvals', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('attempt', sa.Integer(), nullable=False,
+        batch_op.add_column(sa.Column('approval_round', sa.Integer(), nullable=False,
                                       server_default='1'))
         batch_op.drop_constraint('uq_approvals_payment_id_level', type_='unique')
         batch_op.drop_constraint('uq_approvals_payment_id_approver', type_='unique')
-        batch_op.create_unique_constraint('uq_approvals_payment_id_attempt_level',
-                                          ['payment_id', 'attempt', 'level'])
-        batch_op.create_unique_constraint('uq_approvals_payment_id_attempt_approver',
-                                          ['payment_id', 'attempt', 'approver'])
+        batch_op.create_unique_constraint('uq_approvals_payment_id_approval_round_level',
+                                          ['payment_id', 'approval_round', 'level'])
+        batch_op.create_unique_constraint('uq_approvals_payment_id_approval_round_approver',
+                                          ['payment_id', 'approval_round', 'approver'])
 
 
 def downgrade() -> None:
     with op.batch_alter_table('approvals', schema=None) as batch_op:
-        batch_op.drop_constraint('uq_approvals_payment_id_attempt_level', type_='unique')
-        batch_op.drop_constraint('uq_approvals_payment_id_attempt_approver', type_='unique')
+        batch_op.drop_constraint('uq_approvals_payment_id_approval_round_level', type_='unique')
+        batch_op.drop_constraint('uq_approvals_payment_id_approval_round_approver', type_='unique')
         batch_op.create_unique_constraint('uq_approvals_payment_id_level',
                                           ['payment_id', 'level'])
         batch_op.create_unique_constraint('uq_approvals_payment_id_approver',
                                           ['payment_id', 'approver'])
-        batch_op.drop_column('attempt')
+        batch_op.drop_column('approval_round')
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.drop_column('approved_digest')
-        batch_op.drop_column('attempt')
+        batch_op.drop_column('approval_round')
+        batch_op.drop_column('send_round')
         batch_op.drop_column('bank_reference')
     with op.batch_alter_table('batches', schema=None) as batch_op:
         for name in ('last_error', 'poll_count', 'next_poll_at', 'signed_at', 'file_path',
