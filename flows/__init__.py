@@ -1,0 +1,1 @@
+"""Prefect flows: what treasury operators run, schedule and watch in the Prefect UI."""
