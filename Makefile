@@ -21,10 +21,10 @@ venv: $(STAMP)
 
 DEMO_HOME ?= var/demo
 
-# Grows with the pipeline: today it initialises a demo installation and proves its audit trail.
+# The whole pipeline against the sandbox bank, in a new folder under $(DEMO_HOME)/demo/.
+# `yinqi demo --payments N --seed S --json` takes a generated voucher file instead.
 demo: $(STAMP)
-	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi init
-	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi audit verify
+	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,128 @@
+"""``yinqi demo``: the whole pipeline on the embedded default, start to finish.
+
+A fresh demo home each time (SQLite, keys, archive, Prefect's own database), a sandbox bank
+process with two banks of different dialects on loopback, the demo company and its users,
+a voucher file with bad rows, approvals with the users' one-time codes, the payment run as
+a Prefect flow, and a summary of where every voucher ended.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from yinqi.demo.approve import approve_pending
+from yinqi.demo.setup import demo_world
+from yinqi.demo.vouchers import SHIPPED, generate
+from yinqi.pipeline.run import totals_by_state
+
+
+@dataclass
+class DemoOptions:
+    home: Path
+    payments: int | None = None
+    seed: int = 1
+    database_url: str | None = None
+    poll_seconds: float = 0.5
+    settle_after: float = 1.0
+    max_follow_seconds: float = 600.0
+    prefect: bool = True
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prefect_environment(home: Path) -> None:
+    """Prefect without network and with its state inside the demo home, unless the operator
+    points at a running server (PREFECT_API_URL)."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_HOME"] = str(home / "prefect")
+        # A fresh ephemeral server migrates its database first; 20 s is often too short here.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def run_demo(options: DemoOptions) -> dict[str, Any]:
+    if options.prefect:
+        prefect_environment(options.home)
+    started = time.perf_counter()
+    stages = options.stage_seconds
+    with demo_world(options.home / "yinqi", database_url=options.database_url,
+                    settle_after=options.settle_after) as world:
+        app = world.app
+        stages["setup"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        if options.payments is None:
+            file = SHIPPED
+        else:
+            today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+            file = options.home / f"vouchers-{options.payments}-seed{options.seed}.csv"
+            file.write_bytes(generate(options.payments, options.seed, day=today))
+        from yinqi.cli.vouchers_cmd import run_import
+
+        intake = run_import(app, file, imported_by="demo")
+        stages["intake"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        approvals = approve_pending(app, datetime.now(UTC))
+        stages["approval"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        if options.prefect:
+            from flows.payment import payment_run
+            from tasks.context import use_app
+
+            use_app(app)
+            flow_out = payment_run(wait_for_approval=False, poll_seconds=options.poll_seconds,
+                                   max_follow_seconds=options.max_follow_seconds)
+            timing = flow_out["timing"]
+        else:
+            from yinqi.pipeline import Pacing, drive
+
+            drive(app, pacing=Pacing(base=options.poll_seconds),
+                  deadline=time.monotonic() + options.max_follow_seconds)
+            timing = {}
+        stages["payment_run"] = time.perf_counter() - mark
+        with app.sessions() as s:
+            verdict = app.audit.verify(s)
+            from yinqi.store.models import Alert, Batch
+
+            batches = s.execute(select(Batch.bank, Batch.state, func.count())
+                                .group_by(Batch.bank, Batch.state)).all()
+            alerts = s.execute(select(Alert.kind, func.count()).group_by(Alert.kind)).all()
+        states = {t.state: {"count": t.count, "amounts": t.amounts}
+                  for t in totals_by_state(app)}
+        open_states = {"APPROVED", "BATCHED", "SIGNED", "SUBMITTING", "UNKNOWN", "ACCEPTED",
+                       "SETTLED"}
+        unfinished = sum(v["count"] for st, v in states.items() if st in open_states)
+        return {
+            "home": str(options.home),
+            "voucher_file": str(file),
+            "vouchers": {"rows": intake.accepted + len(intake.quarantined),
+                         "accepted": intake.accepted,
+                         "quarantined": [{"row": r, "reason": why}
+                                         for r, why in intake.quarantined],
+                         "duplicates": len(intake.duplicates)},
+            "approvals": dict(approvals),
+            "payments": sum(v["count"] for v in states.values()),
+            "states": states,
+            "unfinished": unfinished,
+            "batches": [{"bank": b, "state": st, "count": n} for b, st, n in batches],
+            "alerts": {k: n for k, n in alerts},
+            "audit": {"ok": verdict.ok, "events": verdict.checked},
+            "reconciliation": None,
+            "prefect": timing,
+            "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+            "total_seconds": round(time.perf_counter() - started, 3),
+            "ok": verdict.ok and unfinished == 0,
+        }
+
+
+def default_home(base: Path, now: date | datetime | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
+    return base / "demo" / stamp
