@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo test test-unit bench sandbox clean
+.PHONY: venv demo test test-unit chaos bench sandbox clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Yinqi needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -28,6 +28,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Random bank faults and SIGKILLed workers for SEEDS seeds (`make test` runs 50); ends with
+# the line "chaos: N seeds, F faults, K kills, D duplicates, L lost, U unapproved".
+SEEDS ?= 200
+chaos: $(STAMP)
+	$(BIN)/python -m pytest tests/chaos -q --chaos-seeds=$(SEEDS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

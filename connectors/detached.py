@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 
 class DetachedSignatureError(ValueError):
@@ -37,7 +38,7 @@ def verify(body: bytes, signature_b64: str | None, certificate_pem: bytes) -> No
         raw = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError):
         raise DetachedSignatureError("the signature is not base64") from None
-    public_key = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    public_key = _public_key(certificate_pem)
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(raw, body, padding.PKCS1v15(), hashes.SHA256())
@@ -48,3 +49,10 @@ def verify(body: bytes, signature_b64: str | None, certificate_pem: bytes) -> No
     except InvalidSignature:
         raise DetachedSignatureError("the signature does not match the content "
                                      "(tampered, or signed by someone else)") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(certificate_pem: bytes) -> PublicKeyTypes:
+    """The certificate's public key, parsed once: a connector checks every answer and every
+    receipt of its bank against the same certificate. (The check itself runs every time.)"""
+    return x509.load_pem_x509_certificate(certificate_pem).public_key()

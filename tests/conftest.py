@@ -29,6 +29,12 @@ for _name in [k for k in os.environ if k.startswith("YINQI_")]:
         del os.environ[_name]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--chaos-seeds", type=int, default=50,
+                     help="How many seeds the chaos test runs (50 in `make test`, the CI "
+                          "minimum; `make chaos SEEDS=N` for more).")
+
+
 def _psycopg_dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 

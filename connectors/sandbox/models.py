@@ -99,6 +99,9 @@ class Payment(SandboxBase):
         UniqueConstraint("bank", "end_to_end_id"),
         Index("ix_sb_payments_due", "bank", "status", "due_at"),
         Index("ix_sb_payments_msg", "bank", "msg_id"),
+        # Settlement looks for due payments and due returns of every bank at once.
+        Index("ix_sb_payments_settle", "status", "due_at"),
+        Index("ix_sb_payments_returns", "status", "return_due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

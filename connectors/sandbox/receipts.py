@@ -15,6 +15,7 @@ The PDF is byte-for-byte reproducible for the same input, so its hash identifies
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import io
@@ -147,8 +148,7 @@ def render_receipt(
             "the receipt signing key does not belong to the receipt signing certificate; "
             "configure the matching pair"
         ) from None
-    cert = x509.load_pem_x509_certificate(signing_cert_pem)
-    cert_fp = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    cert_fp = _fingerprint(signing_cert_pem)
 
     buffer = io.BytesIO()
     # invariant=1 pins the creation date and document ID; pageCompression=0 keeps the page
@@ -162,6 +162,12 @@ def render_receipt(
     canvas.showPage()
     canvas.save()
     return buffer.getvalue(), code
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(cert_pem: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def sign_receipt(pdf: bytes, key_pem: bytes, cert_pem: bytes) -> str:

@@ -46,7 +46,11 @@ def _engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (no deadlock when two would upgrade a read);
+        # Sandbox.reads sessions only read, and in WAL mode a deferred transaction reads the
+        # last committed state without waiting for any writer.
+        read_only = conn.get_execution_options().get("sandbox_read", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

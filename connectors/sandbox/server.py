@@ -389,8 +389,8 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
     # --- receipts, health, echo ------------------------------------------------------------
 
     def receipt_data(code: str, ref: str) -> ReceiptData | None:
-        payments = [p for p in sandbox.payments(code, end_to_end_ids=[ref])] or [
-            p for p in sandbox.payments(code) if p.bank_reference == ref]
+        payments = sandbox.payments(code, end_to_end_ids=[ref]) or sandbox.payments(
+            code, bank_references=[ref])
         if not payments or payments[0].status not in ("ACSC", "RTND"):
             return None
         p = payments[0]

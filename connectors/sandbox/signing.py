@@ -176,7 +176,7 @@ def verify_detached(body: bytes, signature_b64: str | None, cert_pem: bytes) -> 
         raw = base64.b64decode(text, validate=True)
     except binascii.Error:
         raise SignatureError("DS0A", "the signature is not valid base64") from None
-    public_key = x509.load_pem_x509_certificate(cert_pem).public_key()
+    public_key = _public_key(cert_pem)
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(raw, body, padding.PKCS1v15(), hashes.SHA256())
@@ -228,6 +228,13 @@ def _check_validity(cert: x509.Certificate, fp: str) -> None:
     if now > cert.not_valid_after_utc:
         raise SignatureError("DS0D", f"signer certificate {fp} expired at "
                                      f"{cert.not_valid_after_utc.isoformat()}")
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(cert_pem: bytes) -> object:
+    # Cached: parsing the certificate costs more than checking an RSA signature, and the bank
+    # checks every request of a signer, and its own receipts, against the same few PEMs.
+    return x509.load_pem_x509_certificate(cert_pem).public_key()
 
 
 @functools.lru_cache(maxsize=16)

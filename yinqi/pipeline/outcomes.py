@@ -60,4 +60,4 @@ def next_poll_delay(poll_count: int, rng: random.Random, *, base: float = 1.0,
     """Exponential back-off with full jitter: asks often at first, then rarely, never in step
     with other workers."""
     cap = min(ceiling, base * (2 ** min(poll_count, 20)))
-    return timedelta(seconds=max(base / 2, rng.uniform(0, cap)))
+    return timedelta(seconds=min(ceiling, max(base / 2, rng.uniform(0, cap))))

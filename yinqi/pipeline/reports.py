@@ -14,6 +14,7 @@ from yinqi.alerts import Severity
 from yinqi.bankdata import StatusReport
 from yinqi.bootstrap import App
 from yinqi.pipeline.outcomes import batch_state_for, target_for
+from yinqi.pipeline.signing import relative_to_home
 from yinqi.states import IN_FLIGHT, PaymentState
 from yinqi.store.models import Alert, Batch, Payment
 from yinqi.store.models import StatusReport as StatusReportRow
@@ -74,8 +75,8 @@ def apply_reports(session: Session, app: App, batch_id: int, reports: Sequence[S
              "tx_status": rep.tx_status if rep else "RJCT",
              "reason_code": (rep.reason_code if rep else None),
              "reason_text": _reason(rep, refusal),
-             "archive_path": str(exchange.received_path) if exchange and exchange.received_path
-             else None,
+             "archive_path": relative_to_home(app, exchange.received_path)
+             if exchange and exchange.received_path else None,
              "sha256": exchange.received_sha256 if exchange else None}
             for pid, (_target, rep) in targets.items()])
     returned = by_target.get(S.RETURNED, [])

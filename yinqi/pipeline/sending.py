@@ -136,7 +136,10 @@ def _covers(reports, wanted: list[str]) -> bool:  # type: ignore[no-untyped-def]
 
 def _send(app: App, bank, worker: str, batch: Batch, pacing: Pacing,  # type: ignore[no-untyped-def]
           rng: random.Random, result: StageResult) -> None:
-    body = home_path(app, batch.file_path or "").read_bytes() if batch.file_path else None
+    try:
+        body = home_path(app, batch.file_path).read_bytes() if batch.file_path else None
+    except FileNotFoundError:
+        body = None
     if body is None or hashlib.sha256(body).hexdigest() != batch.file_sha256:
         _tampered(app, batch)
         raise SecurityError(f"batch {batch.msg_id}: the signed file {batch.file_path} is missing "
