@@ -43,6 +43,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,16 @@ PREFECT_QUIET = {
 }
 
 
+@dataclass
+class Server:
+    start_seconds: float
+    pid: int
+
+
 @contextmanager
-def prefect_server(folder: Path) -> Iterator[float]:
+def prefect_server(folder: Path) -> Iterator[Server]:
     """A Prefect server process on a free port with its state in ``folder``; this process's
-    Prefect client points at it. Yields the seconds it took to answer /api/health."""
+    Prefect client points at it. Yields it with the seconds it took to answer /api/health."""
     from yinqi.demo.bank import free_port
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +108,7 @@ def prefect_server(folder: Path) -> Iterator[float]:
         os.environ.update(PREFECT_QUIET)
         os.environ["PREFECT_HOME"] = str(folder / "client")
         os.environ["PREFECT_API_URL"] = url
-        yield seconds
+        yield Server(seconds, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -138,6 +145,27 @@ def funded(folder: Path, **kwargs: Any) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its living descendants (Prefect's server runs
+    uvicorn in a child process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, total = {pid}, 0.0
+    for _ in range(5):  # a few generations are plenty
+        tree |= {p for p, (parent, _) in stats.items() if parent in tree}
+    for p in tree:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
 def _rss_mb(pid: int) -> float | None:
     """Peak resident set size of another process (VmHWM), in MB; None where unreadable."""
     try:
@@ -152,15 +180,15 @@ def _rss_mb(pid: int) -> float | None:
 def measure(count: int, *, poll_seconds: float, settle_after: float, keep: bool) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"yinqi-bench-pipeline-{count}-"))
     try:
-        with prefect_server(folder / "prefect") as server_seconds:
-            return _run(folder, count, server_seconds, poll_seconds=poll_seconds,
+        with prefect_server(folder / "prefect") as server:
+            return _run(folder, count, server, poll_seconds=poll_seconds,
                         settle_after=settle_after)
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(folder: Path, count: int, server_seconds: float, *, poll_seconds: float,
+def _run(folder: Path, count: int, server: Server, *, poll_seconds: float,
          settle_after: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
@@ -180,6 +208,9 @@ def _run(folder: Path, count: int, server_seconds: float, *, poll_seconds: float
         file = folder / f"vouchers-{count}.csv"
         file.write_bytes(generate(count, SEED, day=today))
 
+        bank_pid = world.bank.process.pid
+        cpu = {"yinqi": _own_cpu(), "bank": cpu_seconds(bank_pid),
+               "prefect_server": cpu_seconds(server.pid)}
         started = time.perf_counter()
         intake = run_import(app, file, imported_by="bench")
         stages["intake"] = time.perf_counter() - started
@@ -194,6 +225,9 @@ def _run(folder: Path, count: int, server_seconds: float, *, poll_seconds: float
                           max_follow_seconds=max(600.0, count / 50))
         flow_seconds = time.perf_counter() - mark
         total = time.perf_counter() - started
+        cpu = {"yinqi": _own_cpu() - cpu["yinqi"],
+               "bank": cpu_seconds(bank_pid) - cpu["bank"],
+               "prefect_server": cpu_seconds(server.pid) - cpu["prefect_server"]}
         for task, spent in Timed.by_task.items():
             name = STAGES.get(task, task)
             stages[name] = stages.get(name, 0.0) + spent
@@ -218,7 +252,11 @@ def _run(folder: Path, count: int, server_seconds: float, *, poll_seconds: float
         "flow_seconds": round(flow_seconds, 3),
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
         "prefect_overhead_share": timing["prefect_overhead_share"],
-        "prefect_server_start_seconds": round(server_seconds, 3),
+        "flow_call_overhead_seconds": round(flow_seconds - timing["wall_seconds"], 3),
+        "prefect_server_start_seconds": round(server.start_seconds, 3),
+        # CPU over total_seconds, per process: this one (Yinqi and the flow), the sandbox
+        # bank, the Prefect server. The machine has 2 cores for all three.
+        "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
         # ru_maxrss is in kilobytes on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "bank_peak_rss_mb": bank_rss,
@@ -229,6 +267,11 @@ def _run(folder: Path, count: int, server_seconds: float, *, poll_seconds: float
         "poll_seconds": poll_seconds,
         "settle_after_seconds": settle_after,
     }
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(figures: dict[str, Any], as_json: bool) -> str:

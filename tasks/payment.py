@@ -59,6 +59,21 @@ def pending_approvals() -> dict[str, Any]:
             "payment_ids": [r.payment_id for r in rows]}
 
 
+@task(name="Escalate overdue approvals", **RETRYING)
+@timed
+def escalate_overdue() -> int:
+    from yinqi.store import approvals
+
+    yinqi = app()
+    with yinqi.sessions.begin() as s:
+        named = approvals.escalate_overdue(s, yinqi.audit, yinqi.config.approval_policy,
+                                           datetime.now(UTC))
+    if named:
+        get_run_logger().warning("%d payment(s) waited too long for approval: escalated",
+                                 len(named))
+    return len(named)
+
+
 @task(name="Record approval decision")
 @timed
 def decide(approver: str, decision: str, code: str, reason: str | None,

@@ -120,8 +120,11 @@ def payment_run(
 def status_sweep(max_follow_seconds: float = 240.0, poll_seconds: float = 2.0,
                  collect_receipts: bool = True) -> dict[str, Any]:
     """Carry every open batch forward: unsent, unknown and accepted ones; collect receipts.
-    Scheduled every few minutes, it is also what finishes a run that was killed."""
-    return _to_the_bank(max_follow_seconds, poll_seconds, collect_receipts)
+    Scheduled every few minutes, it is also what finishes a run that was killed, and it
+    escalates approvals that have waited too long."""
+    escalated = t.escalate_overdue()
+    return {"escalated": escalated,
+            **_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts)}
 
 
 @flow(name="Collect receipts", log_prints=False)

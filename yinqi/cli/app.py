@@ -13,7 +13,7 @@ import typer
 from yinqi.bootstrap import App
 from yinqi.cli import approvals_cmd
 from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
-from yinqi.cli import demo_cmd, payments_cmd, vouchers_cmd
+from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, vouchers_cmd
 from yinqi.cli.output import fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
 
@@ -51,6 +51,7 @@ app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(payments_cmd.payments_app, name="payments")
 app.add_typer(payments_cmd.batches_app, name="batches")
 app.command("demo")(demo_cmd.demo)
+app.add_typer(flows_cmd.app, name="flows")
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2

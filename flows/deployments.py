@@ -1,0 +1,43 @@
+"""The deployments operators schedule and trigger from the Prefect UI.
+
+``yinqi flows serve`` serves them from one process; ``deployments()`` is also what a worker
+set-up or a test applies to a server. Parameters are typed by the flows' signatures, so the
+UI shows a form (the rerun's batch, the intake folder ...).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.payment import payment_run, receipts_flow, rerun_batch, status_sweep, voucher_intake
+
+
+def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0,
+                tags: tuple[str, ...] = ("yinqi",)) -> list[Any]:
+    common = {"tags": list(tags)}
+    found = [
+        payment_run.to_deployment(
+            name="payment-run", description="Vouchers to receipts; waits for approvals in the "
+                                            "UI when payments are pending", **common),
+        status_sweep.to_deployment(
+            name="status-sweep", interval=timedelta(minutes=sweep_minutes),
+            description="Carry every open batch forward and collect receipts", **common),
+        receipts_flow.to_deployment(name="collect-receipts", **common),
+        rerun_batch.to_deployment(
+            name="rerun-batch", description="Send again what the bank rejected in one batch "
+                                            "(parameter: batch id or message ID)", **common),
+    ]
+    if intake_folder is not None:
+        found.append(voucher_intake.to_deployment(
+            name="voucher-intake", interval=timedelta(minutes=1),
+            parameters={"folder": str(intake_folder)},
+            description=f"Import voucher files dropped into {intake_folder}", **common))
+    return found
+
+
+def serve(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0) -> None:
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*deployments(intake_folder=intake_folder, sweep_minutes=sweep_minutes))

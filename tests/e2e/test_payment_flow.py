@@ -1,0 +1,163 @@
+"""The payment run as a real Prefect flow against a real (test) Prefect server and the
+sandbox bank: approvals answered through the paused run's form, artifacts for the UI, and
+the deployments with their typed parameters."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from yinqi.demo.setup import DemoWorld, demo_world
+from yinqi.demo.vouchers import SHIPPED
+from yinqi.store.approvals import current_code
+from yinqi.store.models import AuditEventRow, Payment
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Iterator[DemoWorld]:
+    from tasks.context import use_app
+
+    with demo_world(tmp_path_factory.mktemp("flow") / "home", settle_after=0.3) as w:
+        use_app(w.app)
+        yield w
+        use_app(None)
+
+
+def _paused_run() -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+    return runs[0] if runs else None
+
+
+def _wait_paused(thread: threading.Thread, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = _paused_run()
+        if run is not None:
+            return run
+        if not thread.is_alive():
+            return None
+        time.sleep(0.3)
+    raise AssertionError("the payment run never paused for approval")
+
+
+def _code(world: DemoWorld, user: str, at: datetime) -> str:
+    with world.app.sessions() as s:
+        return current_code(s, world.app.field_cipher, user, at)
+
+
+def _artifacts(flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found if a.key}
+
+
+def test_a_paused_run_takes_approvals_from_its_form_and_pays(world: DemoWorld) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.payment import payment_run
+
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = payment_run(voucher_file=str(SHIPPED), imported_by="demo",
+                                        approval_poll_seconds=1, approval_timeout_seconds=300,
+                                        poll_seconds=0.3, max_follow_seconds=120)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    answers = [
+        # A wrong code is refused by the same rules as the CLI; the run asks again.
+        {"approver": "li.approver", "decision": "approve", "code": "000000"},
+        {"approver": "li.approver", "decision": "approve", "code": None},
+        {"approver": "chen.manager", "decision": "approve", "code": None},
+        {"approver": "wang.cfo", "decision": "approve", "code": None},
+    ]
+    flow_run_id = None
+    for answer in answers:
+        paused = _wait_paused(thread)
+        if paused is None:
+            break
+        flow_run_id = paused.id
+        if answer["code"] is None:
+            answer = {**answer, "code": _code(world, answer["approver"], datetime.now(UTC))}
+        resume_flow_run(paused.id, run_input=answer)
+        # Wait until the run has left the paused state before looking for the next pause.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _paused_run() is not None:
+            time.sleep(0.2)
+    thread.join(timeout=300)
+    assert "error" not in out, out.get("error")
+    result = out["result"]
+    decisions = result["approvals"]["answers"]
+    assert decisions[0]["refused"] > 0 and decisions[0]["decided"] == 0
+    assert result["approvals"]["pending"] == 0
+    assert result["intake"]["accepted"] == 41 and len(result["intake"]["quarantined"]) == 6
+    with world.app.sessions() as s:
+        states = dict(s.execute(select(Payment.state, func.count())
+                                .group_by(Payment.state)).all())
+        refused_events = s.execute(select(func.count()).select_from(AuditEventRow).where(
+            AuditEventRow.action.like("approval.%refused%"))).scalar_one()
+    assert states == {"RECEIPTED": 40, "FAILED": 1}
+    assert refused_events >= 1
+    timing = result["timing"]
+    assert 0 <= timing["prefect_overhead_share"] <= 1
+    artifacts = _artifacts(flow_run_id)
+    assert {"batch-summary", "receipts", "payment-run-progress", "quarantined-vouchers",
+            "approval-request"} <= set(artifacts)
+    table = artifacts["batch-summary"]
+    assert "message id" in str(table.data)
+
+
+def test_deployments_carry_typed_parameters(world: DemoWorld, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import deployments
+
+    found = deployments(intake_folder=tmp_path)
+    for d in found:
+        d.apply()
+    with get_client(sync_client=True) as client:
+        names = {d.name: d for d in client.read_deployments()}
+    assert {"payment-run", "status-sweep", "collect-receipts", "rerun-batch",
+            "voucher-intake"} <= set(names)
+    rerun = names["rerun-batch"].parameter_openapi_schema
+    assert rerun["required"] == ["batch", "requested_by"]
+    assert rerun["properties"]["batch"]["type"] == "string"
+    run = names["payment-run"].parameter_openapi_schema["properties"]
+    assert run["poll_seconds"]["type"] == "number"
+    assert run["wait_for_approval"]["type"] == "boolean"
+    assert names["status-sweep"].schedules, "the status sweep must be scheduled"
