@@ -39,7 +39,7 @@ def transient(_task: object, _run: object, state: Any) -> bool:
     """
     from sqlalchemy.exc import OperationalError
 
-    from connectors.errors import NotDelivered
+    from connectors.errors import CertificateError, NotDelivered
     from yinqi.errors import ConcurrencyConflict
 
     exc = state.data if isinstance(state.data, BaseException) else None
@@ -48,6 +48,8 @@ def transient(_task: object, _run: object, state: Any) -> bool:
             state.result(raise_on_failure=True)
         except BaseException as raised:  # noqa: BLE001 - classifying, not handling
             exc = raised
+    if isinstance(exc, CertificateError):
+        return False  # nothing gets through until someone replaces the certificate
     return isinstance(exc, NotDelivered | OperationalError | ConcurrencyConflict)
 
 

@@ -161,3 +161,23 @@ def test_deployments_carry_typed_parameters(world: DemoWorld, tmp_path: Path) ->
     assert run["poll_seconds"]["type"] == "number"
     assert run["wait_for_approval"]["type"] == "boolean"
     assert names["status-sweep"].schedules, "the status sweep must be scheduled"
+
+
+def test_the_intake_flow_imports_dropped_files_once(world: DemoWorld, tmp_path: Path) -> None:
+    from flows.payment import voucher_intake
+    from yinqi.demo.vouchers import generate
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "good.csv").write_bytes(generate(5, 77, day=datetime.now(UTC).date(),
+                                               bad_rows=1))
+    (folder / "broken.xlsx").write_bytes(b"not a spreadsheet")
+    (folder / "notes.txt").write_text("ignored: not a voucher file")
+    first = voucher_intake(str(folder), imported_by="demo")
+    assert first["files"] == 2
+    by_name = {Path(r["file"]).name: r for r in first["results"]}
+    assert by_name["good.csv"]["accepted"] == 5 and len(by_name["good.csv"]["quarantined"]) == 1
+    assert "error" in by_name["broken.xlsx"]
+    again = voucher_intake(str(folder), imported_by="demo")
+    good = {Path(r["file"]).name: r for r in again["results"]}["good.csv"]
+    assert good["already_imported"] and good["payments"] == 0

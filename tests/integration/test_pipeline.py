@@ -448,7 +448,7 @@ def test_a_bank_out_of_reach_loses_nothing_and_the_batch_completes_later(
     form_batches(w.app)
     sign_all(w.app)
     if outage == "maintenance window":
-        w.faults(maintenance_rate=1.0, maintenance_retry_after=0)
+        w.faults(maintenance_rate=1.0, maintenance_retry_after=1)
         worker = w.app
     else:
         banks = {code: bank.model_copy(update={"endpoint": bank.endpoint.replace(
