@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from connectors.errors import BankError
 from yinqi.bankdata import Receipt, Statement, StatusReport
 from yinqi.money import Money
 from yinqi.payments import Payment
@@ -150,6 +151,22 @@ class BankConnector(ABC):
 
     @abstractmethod
     def receipt(self, reference: str) -> DownloadedReceipt: ...
+
+    def receipts(self, references: Sequence[str]) -> dict[str, DownloadedReceipt | BankError]:
+        """Several receipts (批量回单下载), each still individually signed and checked, and
+        kept as its own file, exactly as :meth:`receipt` gives it. Per reference: the
+        receipt, or the error that reference met (a ``BankRefused`` with ``status_code``
+        404 when the bank has no receipt for it yet).
+
+        This default asks one by one; connectors whose bank offers a batch download
+        override it and fall back to this where the bank does not."""
+        out: dict[str, DownloadedReceipt | BankError] = {}
+        for reference in references:
+            try:
+                out[reference] = self.receipt(reference)
+            except BankError as exc:
+                out[reference] = exc
+        return out
 
     @abstractmethod
     def echo(self, text: str) -> Echo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +119,14 @@ def form_batches() -> dict[str, Any]:
 
 @task(name="Sign batches", **RETRYING)
 @timed
-def sign_batches(limit: int = 50) -> dict[str, Any]:
+def sign_batches(limit: int = 50, lease_seconds: float = 600.0) -> dict[str, Any]:
     from yinqi.pipeline import sign_batches as sign
 
     yinqi, signed, payments = app(), [], 0
     with BankPool(yinqi) as banks:
         while True:
-            result = sign(yinqi, banks, pipeline_worker(), limit=limit)
+            result = sign(yinqi, banks, pipeline_worker(), limit=limit,
+                          lease=timedelta(seconds=lease_seconds))
             if not result.signed:
                 break
             signed += result.signed
@@ -135,13 +136,14 @@ def sign_batches(limit: int = 50) -> dict[str, Any]:
 
 @task(name="Send to the bank", **RETRYING)
 @timed
-def send_batches(poll_seconds: float = 1.0) -> dict[str, Any]:
-    from yinqi.pipeline import send_batches as send
+def send_batches(poll_seconds: float = 1.0, lease_seconds: float = 600.0) -> dict[str, Any]:
+    from yinqi.pipeline.sending import send_all
 
     yinqi = app()
     with BankPool(yinqi) as banks:
-        result = send(yinqi, banks, pipeline_worker(), pacing=Pacing(base=poll_seconds),
-                      limit=1000)
+        result = send_all(yinqi, banks, pipeline_worker(),
+                          pacing=Pacing(base=poll_seconds,
+                                        lease=timedelta(seconds=lease_seconds)))
     for error in result.errors[:10]:
         get_run_logger().warning("%s", error)
     return {"sends": result.sends, "queries": result.queries, "moved": dict(result.outcomes),
@@ -151,20 +153,21 @@ def send_batches(poll_seconds: float = 1.0) -> dict[str, Any]:
 @task(name="Follow bank statuses", **RETRYING)
 @timed
 def follow_statuses(batch_ids: list[int], max_seconds: float, poll_seconds: float = 1.0,
-                    progress_artifact: str | None = None) -> dict[str, Any]:
+                    progress_artifact: Any = None, lease_seconds: float = 600.0
+                    ) -> dict[str, Any]:
     """Ask the bank (backing off) until every payment of ``batch_ids`` has its last word, or
     ``max_seconds`` passed; unknown sends are settled by status queries on the way."""
-    from yinqi.pipeline import poll_batches, send_batches as send
+    from yinqi.pipeline.sending import poll_all, send_all
 
     yinqi, worker = app(), pipeline_worker()
-    pacing, rng = Pacing(base=poll_seconds), random.Random()
+    pacing = Pacing(base=poll_seconds, lease=timedelta(seconds=lease_seconds))
+    rng = random.Random()
     deadline = time.monotonic() + max_seconds
     queries, moved = 0, {}
     with BankPool(yinqi) as banks:
         while True:
-            for result in (send(yinqi, banks, worker, pacing=pacing, rng=rng, limit=1000),
-                           poll_batches(yinqi, banks, worker, pacing=pacing, rng=rng,
-                                        limit=1000)):
+            for result in (send_all(yinqi, banks, worker, pacing=pacing, rng=rng),
+                           poll_all(yinqi, banks, worker, pacing=pacing, rng=rng)):
                 queries += result.queries
                 for k, v in result.outcomes.items():
                     moved[k] = moved.get(k, 0) + v

@@ -28,8 +28,8 @@ from connectors.base import (
     StatusAnswer,
     Submission,
 )
-from connectors.errors import BadBankAnswer, BankRefused
-from connectors.iso20022.connector import download_receipt, signed_echo
+from connectors.errors import BadBankAnswer, BankError, BankRefused
+from connectors.iso20022.connector import download_receipt, download_receipts, signed_echo
 from connectors.transport import Transport
 from yinqi.bankdata import Statement, StatementLine, StatusReport
 from yinqi.errors import InvalidValue
@@ -171,6 +171,9 @@ class H2hConnector(BankConnector):
 
     def receipt(self, reference: str) -> DownloadedReceipt:
         return download_receipt(self, self._t, self._archive, self._bank_cert, reference)
+
+    def receipts(self, references: Sequence[str]) -> dict[str, DownloadedReceipt | BankError]:
+        return download_receipts(self, self._t, self._archive, self._bank_cert, references)
 
     def echo(self, text: str) -> Echo:
         return signed_echo(self.code, self._t, self._signer, self._bank_cert, text)

@@ -22,7 +22,7 @@ from connectors.base import (
     StatusAnswer,
     Submission,
 )
-from connectors.errors import BadBankAnswer, BankRefused
+from connectors.errors import BadBankAnswer, BankError, BankRefused
 from connectors.iso20022.camt import parse_camt
 from connectors.iso20022.pain001 import (
     Debtor,
@@ -141,8 +141,105 @@ class IsoConnector(BankConnector):
     def receipt(self, reference: str) -> DownloadedReceipt:
         return download_receipt(self, self._t, self._archive, self._bank_cert, reference)
 
+    def receipts(self, references: Sequence[str]) -> dict[str, DownloadedReceipt | BankError]:
+        return download_receipts(self, self._t, self._archive, self._bank_cert, references)
+
     def echo(self, text: str) -> Echo:
         return signed_echo(self.code, self._t, self._signer, self._bank_cert, text)
+
+
+#: References per batch download request (the sandbox bank takes up to 1,000).
+RECEIPTS_PER_REQUEST = 250
+#: What a bank without batch download answers to it.
+_NO_BATCH_DOWNLOAD = (404, 405, 501)
+
+
+def download_receipts(connector: BankConnector, t: Transport, archive: Archive,
+                      bank_cert: bytes, references: Sequence[str], *,
+                      per_request: int = RECEIPTS_PER_REQUEST
+                      ) -> dict[str, DownloadedReceipt | BankError]:
+    """Receipts in batches (``POST /receipts/batch``), one by one where the bank has no batch
+    download. The whole answer must carry the bank's signature (else nothing in it is read);
+    each receipt in it is then checked and kept exactly as a single download is: its own
+    signature over its own PDF bytes, its own archive file and SHA-256."""
+    out: dict[str, DownloadedReceipt | BankError] = {}
+    refs = list(dict.fromkeys(references))
+    for start in range(0, len(refs), per_request):
+        chunk = refs[start:start + per_request]
+        try:
+            got = _receipt_batch(connector, t, archive, bank_cert, chunk)
+        except BankError as exc:
+            got = dict.fromkeys(chunk, exc)
+        if got is None:  # no batch download at this bank
+            for ref in refs[start:]:
+                try:
+                    out[ref] = download_receipt(connector, t, archive, bank_cert, ref)
+                except BankError as exc:
+                    out[ref] = exc
+            return out
+        out.update(got)
+    return out
+
+
+def _receipt_batch(connector: BankConnector, t: Transport, archive: Archive, bank_cert: bytes,
+                   refs: list[str]) -> dict[str, DownloadedReceipt | BankError] | None:
+    import base64
+    import binascii
+    import json
+
+    body = json.dumps({"references": refs}).encode("utf-8")
+    r = t.request("POST", "/receipts/batch", idempotent=True, content=body,
+                  headers={"Content-Type": "application/json"})
+    if r.status_code in _NO_BATCH_DOWNLOAD:
+        return None
+    what = f"receipt batch ({len(refs)} references from {refs[0]})"
+    if r.status_code != 200:
+        raise BankRefused(connector.code, f"{what}: HTTP {r.status_code} {r.text[:120]}",
+                          status_code=r.status_code, body=r.content)
+    try:
+        detached.verify(r.content, r.headers.get("x-signature"), bank_cert)
+    except detached.DetachedSignatureError as exc:
+        raise BadBankAnswer(connector.code, f"{what}: {exc}") from None
+    try:
+        data = json.loads(r.content)
+        items = {str(item["reference"]): item for item in data["receipts"]}
+        not_ready = {str(ref) for ref in data["not_ready"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadBankAnswer(connector.code, f"{what}: unreadable answer ({exc})") from None
+    out: dict[str, DownloadedReceipt | BankError] = {}
+    for ref in refs:
+        item = items.get(ref)
+        if item is None:
+            out[ref] = (BankRefused(connector.code, f"receipt {ref}: not settled (yet)",
+                                    status_code=404) if ref in not_ready else
+                        BadBankAnswer(connector.code, f"{what}: no word on receipt {ref}"))
+            continue
+        try:
+            pdf = base64.b64decode(item["pdf"], validate=True)
+            signature = item.get("signature")
+            bank_reference = str(item.get("bank_reference") or "")
+            code = str(item.get("verification_code") or "")
+        except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as exc:
+            out[ref] = BadBankAnswer(connector.code, f"receipt {ref}: unreadable ({exc})")
+            continue
+        out[ref] = _kept_receipt(archive, bank_cert, ref, pdf, signature, bank_reference, code)
+    return out
+
+
+def _kept_receipt(archive: Archive, bank_cert: bytes, reference: str, pdf: bytes,
+                  signature: str | None, bank_reference: str,
+                  verification_code: str) -> DownloadedReceipt:
+    """Archive the PDF as received, then check the bank's signature over exactly its bytes."""
+    path, digest = archive.keep("receipt", reference, pdf, suffix=".pdf")
+    try:
+        detached.verify(pdf, signature, bank_cert)
+        valid = True
+    except detached.DetachedSignatureError:
+        valid = False
+    receipt = Receipt(end_to_end_id=reference, bank_reference=bank_reference,
+                      verification_code=verification_code, content=pdf,
+                      signature_valid=valid)
+    return DownloadedReceipt(receipt, valid, path, digest)
 
 
 def download_receipt(connector: BankConnector, t: Transport, archive: Archive,
@@ -151,17 +248,9 @@ def download_receipt(connector: BankConnector, t: Transport, archive: Archive,
     if r.status_code != 200:
         raise BankRefused(connector.code, f"receipt {reference}: HTTP {r.status_code} "
                           f"{r.text[:120]}", status_code=r.status_code, body=r.content)
-    path, digest = archive.keep("receipt", reference, r.content, suffix=".pdf")
-    try:
-        detached.verify(r.content, r.headers.get("x-signature"), bank_cert)
-        valid = True
-    except detached.DetachedSignatureError:
-        valid = False
-    receipt = Receipt(end_to_end_id=reference,
-                      bank_reference=r.headers.get("x-bank-reference", ""),
-                      verification_code=r.headers.get("x-verification-code", ""),
-                      content=r.content, signature_valid=valid)
-    return DownloadedReceipt(receipt, valid, path, digest)
+    return _kept_receipt(archive, bank_cert, reference, r.content,
+                         r.headers.get("x-signature"), r.headers.get("x-bank-reference", ""),
+                         r.headers.get("x-verification-code", ""))
 
 
 def signed_echo(bank: str, t: Transport, signer: Signer, bank_cert: bytes, text: str) -> Echo:

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -168,6 +169,17 @@ def render_receipt(
 def _fingerprint(cert_pem: bytes) -> str:
     cert = x509.load_pem_x509_certificate(cert_pem)
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def render_signed(batch: Sequence[ReceiptData], key_pem: bytes, cert_pem: bytes,
+                  secret: bytes) -> list[tuple[bytes, str, str]]:
+    """(pdf, verification code, detached signature over the pdf) for each receipt: what one
+    GET /receipts/<ref> serves, for many (a worker process of the batch download runs it)."""
+    out = []
+    for data in batch:
+        pdf, code = render_receipt(data, key_pem, cert_pem, secret)
+        out.append((pdf, code, sign_receipt(pdf, key_pem, cert_pem)))
+    return out
 
 
 def sign_receipt(pdf: bytes, key_pem: bytes, cert_pem: bytes) -> str:

@@ -15,7 +15,7 @@ from connectors.sandbox.bank import Sandbox, resolve
 from connectors.sandbox.clock import Clock, FakeClock, ShiftedClock, SystemClock
 from connectors.sandbox.faults import FaultPlan
 from connectors.sandbox.pki import ensure_ca, fingerprint, issue_client_cert, server_ssl_kwargs
-from connectors.sandbox.server import Identity, build_app
+from connectors.sandbox.server import Identity, build_app, close_receipt_pool
 from connectors.sandbox.settings import SandboxConfig, load_sandbox_config
 
 SETTLE_INTERVAL_SECONDS = 0.25
@@ -125,4 +125,5 @@ def serve(config_path: Path | None, *, host: str, port: int, state_dir: Path | N
         uvicorn.run(running.app, host=host, port=port, log_level="warning", **ssl_kwargs)
     finally:
         stop.set()
+        close_receipt_pool()
         running.sandbox.engine.dispose()

@@ -8,9 +8,15 @@ real network or a real bank's front end would fail.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import os
 import secrets
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -27,9 +33,16 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox import cnh2h, iso
 from connectors.sandbox.bank import Instruction, NoStatement, Outcome, Sandbox, group_status
+from connectors.sandbox.models import Payment
 from connectors.sandbox.clock import FakeClock
 from connectors.sandbox.faults import Faults
-from connectors.sandbox.receipts import ReceiptData, render_receipt, sign_receipt, verify_code
+from connectors.sandbox.receipts import (
+    ReceiptData,
+    render_receipt,
+    render_signed,
+    sign_receipt,
+    verify_code,
+)
 from connectors.sandbox.records import StatusReport, TransferStatus
 from connectors.sandbox.settings import FaultSpec
 from connectors.sandbox.signing import SignatureError, open_envelope, sign_detached
@@ -40,6 +53,8 @@ XML = "application/xml"
 FAULT_HEADER = "x-sandbox-fault"
 STATEMENT_KINDS = ("camt.052", "camt.053", "camt.054", "mt940")
 EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)
+#: Receipts in one POST /receipts/batch answer (about 13 KB each, base64).
+MAX_RECEIPTS_PER_REQUEST = 1000
 
 
 class UnknownBank(LookupError):
@@ -391,9 +406,11 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
     def receipt_data(code: str, ref: str) -> ReceiptData | None:
         payments = sandbox.payments(code, end_to_end_ids=[ref]) or sandbox.payments(
             code, bank_references=[ref])
-        if not payments or payments[0].status not in ("ACSC", "RTND"):
+        return receipt_fields(code, payments[0]) if payments else None
+
+    def receipt_fields(code: str, p: Payment) -> ReceiptData | None:
+        if p.status not in ("ACSC", "RTND"):
             return None
-        p = payments[0]
         bank = sandbox.banks[code]
         amount = Money.from_minor(p.amount_minor, p.currency).amount
         return ReceiptData(
@@ -420,6 +437,46 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             "X-Signature": sign_receipt(pdf, identity.key_pem, identity.cert_pem),
             "X-Signer": identity.fingerprint, "X-Verification-Code": vcode,
             "X-Bank-Reference": data.bank_reference})
+
+    async def receipt_batch(request: Request) -> Response:
+        code, body = bank_of(request), await request.body()
+        return await with_faults(request, f"{code}|receipts|{hashlib.sha256(body).hexdigest()}",
+                                 lambda: run_in_threadpool(receipt_batch_doc, code, body))
+
+    def receipt_batch_doc(code: str, body: bytes) -> Response:
+        """Many receipts in one signed answer (批量回单下载); each keeps its own signature
+        over its own PDF bytes, exactly as GET /receipts/<ref> would give it."""
+        try:
+            refs = json.loads(body)["references"]
+            if not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'send {"references": ["<end-to-end ID or bank '
+                                          'reference>", ...]}'}, 422)
+        if len(refs) > MAX_RECEIPTS_PER_REQUEST:
+            return JSONResponse({"error": f"at most {MAX_RECEIPTS_PER_REQUEST} references "
+                                          "per request"}, 422)
+        wanted = list(dict.fromkeys(refs))
+        found = {p.end_to_end_id: p for p in sandbox.payments(code, end_to_end_ids=wanted)}
+        rest = [r for r in wanted if r not in found]
+        if rest:
+            found.update((p.bank_reference, p) for p in sandbox.payments(
+                code, bank_references=rest))
+        ready: list[tuple[str, ReceiptData]] = []
+        not_ready = []
+        for ref in wanted:
+            data = receipt_fields(code, found[ref]) if ref in found else None
+            if data is None:
+                not_ready.append(ref)
+            else:
+                ready.append((ref, data))
+        rendered = render_many([data for _, data in ready], identity)
+        items = [{"reference": ref, "bank_reference": data.bank_reference,
+                  "verification_code": vcode, "signature": signature,
+                  "pdf": base64.b64encode(pdf).decode("ascii")}
+                 for (ref, data), (pdf, vcode, signature) in zip(ready, rendered, strict=True)]
+        return signed_json(json.dumps({"receipts": items, "not_ready": not_ready},
+                                      ensure_ascii=False).encode("utf-8"))
 
     async def receipt_verify(request: Request) -> Response:
         code = bank_of(request)
@@ -512,6 +569,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         Route("/banks/{bank}/h2h/statement", h2h_statement),
         Route("/banks/{bank}/h2h/balance", h2h_balance),
         Route("/banks/{bank}/receipts/verify", receipt_verify, methods=["POST"]),
+        Route("/banks/{bank}/receipts/batch", receipt_batch, methods=["POST"]),
         Route("/banks/{bank}/receipts/{ref}", receipt),
     ]
     if control_api:
@@ -527,6 +585,60 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         return PlainTextResponse(str(exc), status_code=404)
 
     return Starlette(routes=routes, exception_handlers={UnknownBank: unknown_bank})
+
+
+# --- rendering receipts on every core ----------------------------------------------------------
+
+#: Worker processes that render and sign the receipts of batch downloads (PDF drawing is pure
+#: Python and holds the GIL: threads would take turns on one core). 0 renders in the thread.
+RECEIPT_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+#: Fewer receipts than this are rendered in the request's own thread.
+POOL_THRESHOLD = 16
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def render_many(datas: list[ReceiptData], identity: Identity) -> list[tuple[bytes, str, str]]:
+    """(pdf, verification code, signature) per receipt, the same bytes however rendered."""
+    args = (identity.key_pem, identity.cert_pem, identity.receipt_secret)
+    pool = _receipt_pool() if len(datas) >= POOL_THRESHOLD else None
+    if pool is None:
+        return render_signed(datas, *args)
+    size = -(-len(datas) // RECEIPT_WORKERS)
+    parts = [datas[i:i + size] for i in range(0, len(datas), size)]
+    return [one for part in pool.map(render_signed, parts, *([a] * len(parts) for a in args))
+            for one in part]
+
+
+def _receipt_pool() -> ProcessPoolExecutor | None:
+    global _pool
+    if RECEIPT_WORKERS < 2:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            # spawn, not fork: this process runs threads (server, settlement) that a fork
+            # would copy mid-flight with their locks held.
+            _pool = ProcessPoolExecutor(RECEIPT_WORKERS, mp_context=get_context("spawn"),
+                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
+        return _pool
+
+
+def close_receipt_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose bank process is gone (killed) ends too, instead of lingering."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _iso_status(status: str, reason: str | None, text: str | None) -> tuple[str, str | None, str | None]:

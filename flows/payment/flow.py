@@ -67,15 +67,15 @@ def _approval_gate(timeout: int, poll_interval: int, rounds: int) -> dict[str, A
     return {"pending": gate["pending"], "answers": answers}
 
 
-def _to_the_bank(max_follow_seconds: float, poll_seconds: float,
-                 collect: bool) -> dict[str, Any]:
+def _to_the_bank(max_follow_seconds: float, poll_seconds: float, collect: bool,
+                 lease_seconds: float) -> dict[str, Any]:
     formed = t.form_batches()
-    signed = t.sign_batches()
+    signed = t.sign_batches(lease_seconds=lease_seconds)
     batch_ids = _open_batches()
     progress = t.new_progress() if batch_ids else None
-    sent = t.send_batches(poll_seconds)
-    followed = t.follow_statuses(batch_ids, max_follow_seconds, poll_seconds,
-                                 progress) if batch_ids else {}
+    sent = t.send_batches(poll_seconds, lease_seconds)
+    followed = t.follow_statuses(batch_ids, max_follow_seconds, poll_seconds, progress,
+                                 lease_seconds) if batch_ids else {}
     receipts = t.collect_receipts() if collect else {}
     summary = t.summarise(batch_ids) if batch_ids else []
     return {"formed": formed, "signed": signed, "sent": sent, "followed": followed,
@@ -95,6 +95,7 @@ def payment_run(
     max_follow_seconds: float = 1800.0,
     poll_seconds: float = 1.0,
     collect_receipts: bool = True,
+    lease_seconds: float = 600.0,
 ) -> dict[str, Any]:
     """Vouchers in, approvals (waiting in the UI when needed), batches signed and sent exactly
     once, statuses followed to their end, receipts collected."""
@@ -106,7 +107,7 @@ def payment_run(
     out["approvals"] = _approval_gate(approval_timeout_seconds, approval_poll_seconds,
                                       approval_rounds) if wait_for_approval else {}
     paused = time.perf_counter() - paused if out["approvals"].get("answers") else 0.0
-    out.update(_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts))
+    out.update(_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts, lease_seconds))
     wall = time.perf_counter() - started - paused
     in_tasks = Timed.seconds - inside
     out["timing"] = {"wall_seconds": round(wall, 3), "task_seconds": round(in_tasks, 3),
@@ -118,13 +119,14 @@ def payment_run(
 
 @flow(name="Status sweep", log_prints=False)
 def status_sweep(max_follow_seconds: float = 240.0, poll_seconds: float = 2.0,
-                 collect_receipts: bool = True) -> dict[str, Any]:
+                 collect_receipts: bool = True, lease_seconds: float = 600.0
+                 ) -> dict[str, Any]:
     """Carry every open batch forward: unsent, unknown and accepted ones; collect receipts.
     Scheduled every few minutes, it is also what finishes a run that was killed, and it
     escalates approvals that have waited too long."""
     escalated = t.escalate_overdue()
     return {"escalated": escalated,
-            **_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts)}
+            **_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts, lease_seconds)}
 
 
 @flow(name="Collect receipts", log_prints=False)
@@ -136,15 +138,15 @@ def receipts_flow() -> dict[str, Any]:
 @flow(name="Rerun batch", log_prints=False)
 def rerun_batch(batch: str, requested_by: str, reason: str | None = None,
                 wait_for_approval: bool = True, approval_timeout_seconds: int = 3600,
-                max_follow_seconds: float = 1800.0, poll_seconds: float = 1.0
-                ) -> dict[str, Any]:
+                max_follow_seconds: float = 1800.0, poll_seconds: float = 1.0,
+                lease_seconds: float = 600.0) -> dict[str, Any]:
     """Send again only the payments of ``batch`` the bank definitively rejected (corrected
     first with `yinqi payments fix`); changed ones wait for approval again."""
     reopened = t.reopen_rejected(batch, requested_by, reason)
     out: dict[str, Any] = {"reopened": reopened}
     if reopened["to_reapprove"] and wait_for_approval:
         out["approvals"] = _approval_gate(approval_timeout_seconds, 5, 10)
-    out.update(_to_the_bank(max_follow_seconds, poll_seconds, True))
+    out.update(_to_the_bank(max_follow_seconds, poll_seconds, True, lease_seconds))
     return out
 
 

@@ -176,17 +176,20 @@ def fault_plan(rng: random.Random, seed: int) -> dict[str, object]:
 
 
 def _worker(chaos: Chaos, app: App, *, kill_after: float | None, kill_points: float,
-            seed: int, max_seconds: float) -> int | None:
+            seed: int, max_seconds: float, prefect_api: str | None = None) -> int | None:
     """Run `yinqi payments run` once; SIGKILL it after ``kill_after`` seconds (if still
     running). Returns its exit code (negative: killed)."""
     env = chaos.env_for(app)
     if kill_points:
         env["YINQI_CHAOS_KILL"] = f"{seed}:{kill_points}"
+    command = [sys.executable, "-m", "yinqi", "payments", "run", "--max-seconds",
+               str(max_seconds), "--poll-seconds", "0.2", "--lease-seconds", "3", "--json"]
+    if prefect_api:
+        # The payment flow itself, in its own process, against the shared Prefect server.
+        env.update(PREFECT_API_URL=prefect_api, PREFECT_LOGGING_LEVEL="WARNING")
+        command.append("--prefect")
     with open(app.settings.home / "worker.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "yinqi", "payments", "run", "--max-seconds", str(max_seconds),
-             "--poll-seconds", "0.2", "--lease-seconds", "3", "--json"],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
@@ -196,8 +199,8 @@ def _worker(chaos: Chaos, app: App, *, kill_after: float | None, kill_points: fl
 
 
 def run_seed(chaos: Chaos, seed: int, *, database_url: str | None = None,
-             payments: tuple[int, int] = (15, 40), kill_rounds: tuple[int, int] = (1, 3)
-             ) -> SeedResult:
+             payments: tuple[int, int] = (15, 40), kill_rounds: tuple[int, int] = (1, 3),
+             prefect_api: str | None = None) -> SeedResult:
     assert chaos.world is not None
     rng = random.Random(seed)
     app = chaos.new_seed_app(seed, database_url)
@@ -222,16 +225,17 @@ def run_seed(chaos: Chaos, seed: int, *, database_url: str | None = None,
         approve_pending(app, datetime.now(UTC))
         kills = 0
         for _ in range(rng.randint(*kill_rounds)):
-            code = _worker(chaos, app, kill_after=rng.uniform(1.2, 4.0),
+            code = _worker(chaos, app, kill_after=rng.uniform(1.2, 4.0) + (3 if prefect_api
+                                                                             else 0),
                            kill_points=rng.choice((0.0, 0.05, 0.15)), seed=seed * 100 + kills,
-                           max_seconds=30)
+                           max_seconds=30, prefect_api=prefect_api)
             if code is not None and code < 0:
                 kills += 1
         # The storm passes: no more faults and no more kills, and the work must finish.
         chaos.world.control("PUT", "faults", json={"seed": seed})
         for _ in range(3):
             if _worker(chaos, app, kill_after=None, kill_points=0.0, seed=seed,
-                       max_seconds=60) == 0:
+                       max_seconds=60, prefect_api=prefect_api) == 0:
                 break
         after = chaos.world.control("GET", "ledger")
         faults = sum(after["faults_injected"].values()) - sum(before.values())  # type: ignore[index,union-attr]

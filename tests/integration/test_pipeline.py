@@ -32,6 +32,7 @@ from sqlalchemy import func, select, text
 from conftest import BACKENDS, PG_ADMIN_URL
 from connectors.transport import RetryPolicy
 from yinqi.bootstrap import App
+from yinqi.cli.vouchers_cmd import run_import
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.bank import free_port
 from yinqi.demo.setup import DemoWorld, demo_world
@@ -42,7 +43,9 @@ from yinqi.pipeline import sign_batches
 from yinqi.pipeline.reruns import correct_payment, rerun_batch, rerun_end_to_end_id
 from yinqi.pipeline.signing import home_path
 from yinqi.states import PaymentState as S
+from yinqi.store.intake import ImportSummary
 from yinqi.store.models import Alert, AuditEventRow, Batch, Payment, Receipt, StatusReport
+from yinqi.vouchers import end_to_end_id_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ICBC_DEBTOR, ICBC_DEBTOR_2, CMB_DEBTOR = ("1202021209900123456", "1202021209900654321",
@@ -57,7 +60,7 @@ CLOSED_AT_ICBC = REFUSED_PAYEES[0]           # the ICBC sandbox refuses it: acco
 
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 FAST = Pacing(base=0.2, ceiling=1.0, lease=timedelta(seconds=60))
-READ_TIMEOUT = 2.0                            # Yinqi's read timeout towards the sandbox
+READ_TIMEOUT = 3.0                            # Yinqi's read timeout towards the sandbox
 FINISHED = {S.RECEIPTED.value, S.FAILED.value}
 
 
@@ -114,15 +117,21 @@ class World:
                 rows.setdefault(row["end_to_end_id"], []).append(row)
         return rows
 
+    def injected(self) -> Counter[str]:
+        """How many faults of each kind the sandbox injected so far."""
+        ledger: dict = self.demo.control("GET", "ledger")  # type: ignore[assignment, type-arg]
+        return Counter(ledger["faults_injected"])
+
     def assert_bank_booked_nothing_twice(self) -> None:
         doubles = {e2e: len(v) for e2e, v in self.at_bank().items() if len(v) > 1}
         assert doubles == {}
-        ledger = self.demo.control("GET", "ledger")
-        assert ledger["payments_booked_twice"] == 0 and ledger["balanced"], ledger  # type: ignore[index]
+        ledger: dict = self.demo.control("GET", "ledger")  # type: ignore[assignment, type-arg]
+        assert ledger["payments_booked_twice"] == 0 and ledger["balanced"], ledger
 
     # Yinqi's side
 
     def import_lines(self, lines: list[Line]) -> list[int]:
+        """Vouchers of our own making, each line one payment, in line order."""
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(HEADER)
@@ -131,27 +140,26 @@ class World:
         for i, ln in enumerate(lines):
             w.writerow([f"T{tag}{i:04d}", day, ln.debtor, *ln.payee, ln.amount, "CNY", "货款",
                         ln.category, "否", "wu.maker", day])
-        return self._import(out.getvalue().encode("utf-8"), tag, expect=len(lines))
+        summary = self._import(out.getvalue().encode("utf-8"), tag)
+        assert summary.accepted == len(lines), summary.quarantined
+        e2e = [end_to_end_id_for("erp", f"T{tag}{i:04d}") for i in range(len(lines))]
+        with self.app.sessions() as s:
+            by_e2e = dict(s.execute(select(Payment.end_to_end_id, Payment.id)
+                                    .where(Payment.end_to_end_id.in_(e2e))).all())
+        assert sorted(by_e2e.values()) == sorted(summary.payment_ids)
+        return [by_e2e[e] for e in e2e]
 
     def import_generated(self, n: int, seed: int, **kw: object) -> tuple[list[int], int]:
-        data = generate(n, seed, day=self.today, **kw)  # type: ignore[arg-type]
-        from yinqi.cli.vouchers_cmd import run_import
-
-        path = self.home / "vouchers" / f"generated-{seed}.csv"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(data)
-        summary = run_import(self.app, path, imported_by="test")
+        """The demo's generated vouchers: (payment ids, rows quarantined)."""
+        summary = self._import(generate(n, seed, day=self.today, **kw),  # type: ignore[arg-type]
+                               f"generated-{seed}-{uuid.uuid4().hex[:6]}")
         return summary.payment_ids, len(summary.quarantined)
 
-    def _import(self, data: bytes, tag: str, *, expect: int) -> list[int]:
-        from yinqi.cli.vouchers_cmd import run_import
-
-        path = self.home / "vouchers" / f"{tag}.csv"
+    def _import(self, data: bytes, name: str) -> ImportSummary:
+        path = self.home / "vouchers" / f"{name}.csv"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)
-        summary = run_import(self.app, path, imported_by="test")
-        assert summary.accepted == expect, summary.quarantined
-        return summary.payment_ids
+        return run_import(self.app, path, imported_by="test")
 
     def next_moment(self) -> datetime:
         """A later approval moment each time: one-time codes are never reused."""
@@ -162,8 +170,9 @@ class World:
         if ids is not None:
             assert {p.state for p in self.payments(ids).values()} == {S.APPROVED.value}
 
-    def drive(self, app: App | None = None, **kw: object) -> None:
-        drive(app or self.app, pacing=FAST, deadline=time.monotonic() + 120, **kw)  # type: ignore[arg-type]
+    def drive(self) -> None:
+        """The pipeline's own loop until nothing is in flight (the deadline only guards)."""
+        drive(self.app, pacing=FAST, deadline=time.monotonic() + 120)
         assert open_work(self.app) == (0, 0), "the pipeline did not finish within its deadline"
 
     def payments(self, ids: list[int]) -> dict[int, Payment]:
@@ -224,12 +233,12 @@ def w(world: World) -> Iterator[World]:
     world.faults()
     yield world
     world.faults()
-    if open_work(world.app) != (0, 0):
-        world.drive()
     with world.app.sessions() as s:
         loose = s.execute(select(Payment.state, func.count()).where(
             Payment.state.in_([S.APPROVED.value, S.BATCHED.value, S.SIGNED.value]))
             .group_by(Payment.state)).all()
+    if loose or open_work(world.app) != (0, 0):
+        world.drive()           # carry it on, so that the next test starts clean
     assert loose == [], f"the test left payments on the way to the bank: {loose}"
 
 
@@ -396,7 +405,8 @@ def test_a_tampered_signed_file_is_never_sent(w: World, damage: str) -> None:
 @pytest.mark.parametrize("fault", ["answer lost after booking", "connection reset"])
 def test_an_unknown_outcome_is_settled_by_asking_the_bank(w: World, fault: str) -> None:
     ids = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC), Line(ICBC_DEBTOR, ELSEWHERE),
-                          Line(CMB_DEBTOR, AT_CMB)])
+                          Line(ICBC_DEBTOR, CLOSED_AT_ICBC), Line(CMB_DEBTOR, AT_CMB)])
+    refused = ids[2]
     w.approve(ids)
     form_batches(w.app)
     sign_all(w.app)
@@ -409,19 +419,22 @@ def test_an_unknown_outcome_is_settled_by_asking_the_bank(w: World, fault: str) 
             sent = send_batches(w.app, banks, "test-sender", pacing=FAST)
     finally:
         w.faults()
-    assert sent.sends == 2 and sent.outcomes == Counter({"UNKNOWN": 3}), sent
+    assert sent.sends == 2 and sent.outcomes == Counter({"UNKNOWN": 4}), sent
     assert set(w.states(ids).values()) == {"UNKNOWN"}
     batches = w.batches_of(ids)
     assert {(b.state, b.send_attempts) for b in batches} == {("UNKNOWN", 1)}
     payments = w.payments(ids)
+    taken = [p for pid, p in payments.items() if pid != refused]
     bank = w.at_bank()
     booked = fault == "answer lost after booking"
-    assert all((p.end_to_end_id in bank) == booked for p in payments.values())
+    assert all((p.end_to_end_id in bank) == booked for p in taken)
 
     w.drive()
-    assert set(w.states(ids).values()) == {"RECEIPTED"}
+    assert w.states(ids) == {pid: "FAILED" if pid == refused else "RECEIPTED" for pid in ids}
+    assert w.payments([refused])[refused].state_reason == "AC04: creditor account is closed"
     bank = w.at_bank()
-    assert all(len(bank[p.end_to_end_id]) == 1 for p in payments.values())
+    assert all(len(bank[p.end_to_end_id]) == 1 for p in taken)
+    assert payments[refused].end_to_end_id not in bank
     w.assert_bank_booked_nothing_twice()
     for b in batches:
         sends = w.events("batch.sending", b.id)
@@ -435,6 +448,27 @@ def test_an_unknown_outcome_is_settled_by_asking_the_bank(w: World, fault: str) 
             # The bank never got it (it said so when asked): the same bytes went again.
             assert w.batch(b.id).send_attempts == 2 and len(sends) == 2
     w.assert_audit_intact()
+
+
+def test_repeated_and_stale_status_reports_never_move_a_payment_back(w: World) -> None:
+    ids = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC), Line(ICBC_DEBTOR, CLOSED_AT_ICBC),
+                          Line(CMB_DEBTOR, AT_CMB), Line(CMB_DEBTOR, ELSEWHERE)])
+    w.approve(ids)
+    before = w.injected()
+    w.faults(duplicate_status_rate=1.0, out_of_order_status_rate=0.5)
+    try:
+        w.drive()
+    finally:
+        w.faults()
+    assert w.states(ids) == {pid: "FAILED" if pid == ids[1] else "RECEIPTED" for pid in ids}
+    assert w.injected()["duplicate_status"] > before["duplicate_status"]
+    # Each payment went forward only: never from SETTLED back to ACCEPTED.
+    for pid in ids:
+        path = [e.details["to"] for e in w.events("payment.state", pid)]
+        assert path.count("SETTLED") <= 1 and path.count("ACCEPTED") <= 1, path
+        if "SETTLED" in path:
+            assert path[path.index("SETTLED"):] == ["SETTLED", "RECEIPTED"], path
+    w.assert_bank_booked_nothing_twice()
 
 
 # --- (e) the bank cannot be reached ----------------------------------------------------------

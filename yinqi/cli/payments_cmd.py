@@ -41,17 +41,29 @@ def run(
     lease: float = typer.Option(600.0, "--lease-seconds",
                                 help="How long this worker's claim on a batch lasts."),
     no_receipts: bool = typer.Option(False, "--no-receipts", help="Do not collect receipts."),
+    prefect: bool = typer.Option(False, "--prefect",
+                                 help="Run the stages as the Prefect flow \"Payment run\" "
+                                      "(against PREFECT_API_URL) instead of a plain loop."),
     json_out: bool = _JSON,
 ) -> None:
     """Batch, sign, send, follow and collect receipts for every approved payment, without
     Prefect (the payment flow runs the same stages as tasks). Safe to kill and rerun."""
     from datetime import timedelta
 
-    from yinqi.pipeline import Pacing, drive, open_work, totals_by_state
+    from yinqi.pipeline import Pacing, Progress, drive, open_work, totals_by_state
 
     yinqi = _app(ctx)
-    progress = drive(yinqi, pacing=Pacing(base=poll, lease=timedelta(seconds=lease)),
-                     deadline=time.monotonic() + seconds, receipts=not no_receipts)
+    if prefect:
+        from flows.payment import payment_run
+        from tasks.context import use_app
+
+        use_app(yinqi)
+        payment_run(wait_for_approval=False, poll_seconds=poll, max_follow_seconds=seconds,
+                    collect_receipts=not no_receipts, lease_seconds=lease)
+        progress = Progress()
+    else:
+        progress = drive(yinqi, pacing=Pacing(base=poll, lease=timedelta(seconds=lease)),
+                         deadline=time.monotonic() + seconds, receipts=not no_receipts)
     batches, settled = open_work(yinqi)
     states = {t.state: {"count": t.count, "amounts": t.amounts} for t in totals_by_state(yinqi)}
     if json_out:

@@ -6,13 +6,14 @@ SETTLED, an alert is raised, and the next round tries again.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select
 
 from connectors.base import DownloadedReceipt
-from connectors.errors import BankError
+from connectors.errors import BadBankAnswer, BankError
 from yinqi.alerts import Severity
 from yinqi.bootstrap import App
 from yinqi.pipeline.banks import BankPool
@@ -42,8 +43,12 @@ def waiting_for_receipts(app: App) -> int:
                          .where(Payment.state == S.SETTLED.value)).scalar_one()
 
 
-def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: int = 8,
-                     actor: str = "yinqi.pipeline") -> ReceiptResult:
+def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: int = 4,
+                     per_request: int = 250, actor: str = "yinqi.pipeline") -> ReceiptResult:
+    """Download, check and keep the receipts of up to ``limit`` settled payments.
+
+    Receipts are asked for ``per_request`` at a time (a bank with batch download answers each
+    such request in one signed message; others one by one), ``threads`` requests at once."""
     result = ReceiptResult()
     with app.sessions() as s:
         todo = s.execute(
@@ -54,16 +59,26 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
     if not todo:
         return result
 
-    def fetch(row) -> tuple[int, DownloadedReceipt | BankError]:  # type: ignore[no-untyped-def]
-        try:
-            return row.id, banks[row.bank].receipt(row.end_to_end_id)
-        except BankError as exc:
-            return row.id, exc
+    by_bank: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+    for row in todo:
+        by_bank[row.bank].append(row)
+    jobs = [(code, rows[i:i + per_request]) for code, rows in by_bank.items()
+            for i in range(0, len(rows), per_request)]
 
-    for row in {r.bank for r in todo}:
-        banks[row]  # open connectors before the threads share them
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        fetched = list(pool.map(fetch, todo))
+    def fetch(job) -> list[tuple[int, DownloadedReceipt | BankError]]:  # type: ignore[no-untyped-def]
+        code, rows = job
+        refs = [r.end_to_end_id for r in rows]
+        try:
+            got = banks[code].receipts(refs)
+        except BankError as exc:
+            got = dict.fromkeys(refs, exc)
+        return [(r.id, got.get(r.end_to_end_id) or BadBankAnswer(
+            code, f"no answer for receipt {r.end_to_end_id}")) for r in rows]
+
+    for code in by_bank:
+        banks[code]  # open connectors before the threads share them
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
+        fetched = [item for part in pool.map(fetch, jobs) for item in part]
     good: dict[int, DownloadedReceipt] = {}
     bad: list[int] = []
     for pid, got in fetched:
@@ -82,11 +97,13 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
                                      Payment.state == S.SETTLED.value)
             .where(~select(ReceiptRow.id).where(ReceiptRow.payment_id == Payment.id).exists())
             .with_for_update()).scalars()) if good else set()
+        stored = {pid: relative_to_home(app, good[pid].path)  # type: ignore[arg-type]
+                  for pid in sorted(still)}
         if still:
             s.execute(insert(ReceiptRow), [
                 {"payment_id": pid, "bank_reference": good[pid].receipt.bank_reference,
                  "verification_code": good[pid].receipt.verification_code,
-                 "file_path": relative_to_home(app, good[pid].path),  # type: ignore[arg-type]
+                 "file_path": stored[pid],
                  "sha256": good[pid].sha256, "signature_valid": True} for pid in sorted(still)])
             move_payments(s, app.audit, sorted(still), S.RECEIPTED, actor=actor,
                           reason="bank receipt collected and its signature verified")
@@ -102,5 +119,5 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
                         details={"payment_ids": bad[:1000]}))
     result.collected = len(still)
     result.bad_signature = len(bad)
-    result.files = [relative_to_home(app, good[pid].path) for pid in sorted(still)[:50]]  # type: ignore[arg-type]
+    result.files = [stored[pid] for pid in sorted(still)[:50]]
     return result

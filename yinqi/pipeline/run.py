@@ -21,7 +21,7 @@ from yinqi.payments import BatchState
 from yinqi.pipeline.banks import BankPool
 from yinqi.pipeline.batches import form_batches
 from yinqi.pipeline.receipts import collect_receipts
-from yinqi.pipeline.sending import Pacing, StageResult, due_at, poll_batches, send_batches
+from yinqi.pipeline.sending import Pacing, StageResult, due_at, poll_all, send_all
 from yinqi.pipeline.signing import sign_batches
 from yinqi.store.models import Batch, Payment
 from yinqi.store.types import utcnow
@@ -75,10 +75,10 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
                 pass
             progress.time("signing", started)
             started = time.perf_counter()
-            progress.sent.merge(send_batches(app, banks, worker, pacing=pacing))
+            progress.sent.merge(send_all(app, banks, worker, pacing=pacing))
             progress.time("submission", started)
             started = time.perf_counter()
-            progress.polled.merge(poll_batches(app, banks, worker, pacing=pacing))
+            progress.polled.merge(poll_all(app, banks, worker, pacing=pacing))
             progress.time("polling", started)
             if receipts:
                 started = time.perf_counter()

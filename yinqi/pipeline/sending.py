@@ -300,3 +300,26 @@ def due_at(app: App) -> datetime | None:
         return s.execute(select(func.min(Batch.next_poll_at)).where(
             Batch.state.in_([b.value for b in (*UNSETTLED_SENDS, *POLLED, B.SIGNED)]))
         ).scalar_one_or_none()
+
+
+def send_all(app: App, banks: BankPool, worker: str, *, pacing: Pacing = Pacing(),
+             rng: random.Random | None = None, chunk: int = 20) -> StageResult:
+    """:func:`send_batches` in claims of ``chunk`` batches until none is due: a small claim
+    keeps every batch's lease well ahead of the time spent on it."""
+    total = StageResult()
+    while True:
+        result = send_batches(app, banks, worker, limit=chunk, pacing=pacing, rng=rng)
+        total.merge(result)
+        if result.batches < chunk:
+            return total
+
+
+def poll_all(app: App, banks: BankPool, worker: str, *, pacing: Pacing = Pacing(),
+             rng: random.Random | None = None, chunk: int = 20) -> StageResult:
+    """:func:`poll_batches` in claims of ``chunk`` batches until none is due."""
+    total = StageResult()
+    while True:
+        result = poll_batches(app, banks, worker, limit=chunk, pacing=pacing, rng=rng)
+        total.merge(result)
+        if result.batches < chunk:
+            return total
