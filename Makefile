@@ -41,6 +41,7 @@ test-unit: $(STAMP)
 # Every benchmark prints one JSON object per run; figures go into docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.pain001 --json
+	$(BIN)/python -m bench.pipeline --payments 10000 --json
 
 # The sandbox bank on https://127.0.0.1:8443 for manual tests (Ctrl-C stops it).
 sandbox: $(STAMP)

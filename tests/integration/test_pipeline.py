@@ -37,7 +37,7 @@ from yinqi.demo.approve import approve_pending
 from yinqi.demo.bank import free_port
 from yinqi.demo.setup import DemoWorld, demo_world
 from yinqi.demo.vouchers import HEADER, REFUSED_PAYEES, generate
-from yinqi.errors import InvalidValue, SecurityError
+from yinqi.errors import InvalidValue
 from yinqi.pipeline import BankPool, Pacing, drive, form_batches, open_work, send_batches
 from yinqi.pipeline import sign_batches
 from yinqi.pipeline.reruns import correct_payment, rerun_batch, rerun_end_to_end_id
@@ -373,19 +373,21 @@ def test_a_tampered_signed_file_is_never_sent(w: World, damage: str) -> None:
         else:
             at = len(original) // 2
             path.write_bytes(original[:at] + bytes([original[at] ^ 0x01]) + original[at + 1:])
-        with BankPool(w.app, retry=NO_WAIT) as banks, \
-                pytest.raises(SecurityError, match=batch.msg_id):
-            send_batches(w.app, banks, "test-sender", pacing=FAST)
-        # A whole run refuses it the same way: it stops rather than send other bytes.
-        with pytest.raises(SecurityError, match="no longer matches"):
-            drive(w.app, pacing=FAST, deadline=time.monotonic() + 30)
+        with BankPool(w.app, retry=NO_WAIT) as banks:
+            refused = send_batches(w.app, banks, "test-sender", pacing=FAST)
+        assert refused.blocked == [batch.id] and refused.sends == 0
+        assert any(batch.msg_id in e and "no longer matches" in e for e in refused.errors)
+        # A whole run refuses it the same way, finishes everything else and returns: the
+        # batch waits for a person, it does not stop the pipeline.
+        progress = drive(w.app, pacing=FAST, deadline=time.monotonic() + 30)
+        assert batch.id in progress.sent.blocked
 
         after = w.batch(batch.id)
         assert (after.state, after.send_attempts) == ("SIGNED", 0)
         assert w.states([pid]) == {pid: "SIGNED"}
         alerts = [a for a in w.alerts("batch.file_tampered")
                   if a.details["batch_id"] == batch.id]
-        assert alerts and alerts[0].severity == "critical"
+        assert len(alerts) == 1 and alerts[0].severity == "critical"
         [event, *_] = w.events("batch.file_tampered", batch.id)
         assert event.details["expected_sha256"] == batch.file_sha256
         assert not w.events("batch.sending", batch.id)
@@ -447,6 +449,60 @@ def test_an_unknown_outcome_is_settled_by_asking_the_bank(w: World, fault: str) 
         else:
             # The bank never got it (it said so when asked): the same bytes went again.
             assert w.batch(b.id).send_attempts == 2 and len(sends) == 2
+    w.assert_audit_intact()
+
+
+class Killed(BaseException):
+    """The worker process dies here (what SIGKILL does, minus the process)."""
+
+
+@pytest.mark.parametrize("point", ["after-intent", "after-answer"])
+def test_a_worker_killed_mid_send_is_carried_on_by_the_next_one(
+        w: World, point: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yinqi.pipeline import chaos
+    from yinqi.store.types import utcnow
+
+    ids = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC), Line(CMB_DEBTOR, AT_CMB)])
+    w.approve(ids)
+    form_batches(w.app)
+    sign_all(w.app)
+
+    def die(name: str) -> None:
+        if name == point:
+            raise Killed(name)
+
+    monkeypatch.setattr(chaos, "point", die)
+    with BankPool(w.app, retry=NO_WAIT) as banks, pytest.raises(Killed):
+        send_batches(w.app, banks, "doomed-worker", pacing=FAST)
+    monkeypatch.undo()
+    [dead] = [b for b in w.batches_of(ids) if b.state == "SUBMITTING"]
+    assert dead.send_attempts == 1
+    # A killed worker releases nothing: its lease runs out on its own.
+    w.sql("UPDATE batches SET claimed_by = 'doomed-worker', lease_until = :until "
+          "WHERE id = :id", until=utcnow() + timedelta(seconds=1), id=dead.id)
+    e2e = [p.end_to_end_id for p in w.payments(ids).values()]
+    in_dead = [p.end_to_end_id for p in w.payments(ids).values() if p.batch_id == dead.id]
+    assert all((e in w.at_bank()) == (point == "after-answer") for e in in_dead)
+
+    w.drive()
+    assert set(w.states(ids).values()) == {"RECEIPTED"}
+    bank = w.at_bank()
+    assert all(len(bank[e]) == 1 for e in e2e)
+    after = w.batch(dead.id)
+    sends = w.events("batch.sending", dead.id)
+    assert {e.details["sha256"] for e in sends} == {dead.file_sha256}
+    assert sends[0].actor == "doomed-worker"
+    if point == "after-answer":
+        # The bank had it: asking settled it, nothing was sent twice.
+        assert after.send_attempts == 1 and len(sends) == 1
+        [resolved] = w.events("batch.resolved", dead.id)
+        assert resolved.actor != "doomed-worker"
+    else:
+        # Killed before the bytes left: the bank said it never got it; the same bytes went,
+        # sent by the worker that took the batch over once the lease ran out.
+        assert after.send_attempts == 2 and len(sends) == 2
+        assert sends[1].actor != "doomed-worker"
+    w.assert_bank_booked_nothing_twice()
     w.assert_audit_intact()
 
 

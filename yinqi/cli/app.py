@@ -14,7 +14,7 @@ from yinqi.bootstrap import App
 from yinqi.cli import approvals_cmd
 from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
 from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, vouchers_cmd
-from yinqi.cli.output import fail_line
+from yinqi.cli.output import console, fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
 
 app = typer.Typer(
@@ -58,11 +58,28 @@ EXIT_BAD_INPUT = 2
 
 
 def main() -> None:
+    # Typer vendors click; its exceptions live there, not in the `click` package.
+    from typer._click import exceptions as cli_errors
+
     try:
-        app()
+        # Not standalone: click would print usage errors as a framed block; operators and
+        # scripts get one line here, like every other error. `typer.Exit(n)` comes back as n.
+        code = app(standalone_mode=False)
+    except cli_errors.NoArgsIsHelpError as exc:
+        console.print(exc.ctx.get_help(), markup=False)
+        sys.exit(EXIT_BAD_INPUT)
+    except cli_errors.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        fail_line(f"{where}{exc.format_message()}")
+        sys.exit(EXIT_BAD_INPUT if isinstance(exc, cli_errors.UsageError) else exc.exit_code)
     except (ConfigError, InvalidValue) as exc:
         fail_line(str(exc))
         sys.exit(EXIT_BAD_INPUT)
     except YinqiError as exc:
         fail_line(str(exc))
         sys.exit(EXIT_CHECK_FAILED)
+    except (KeyboardInterrupt, typer.Abort):
+        fail_line("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

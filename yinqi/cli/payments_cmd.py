@@ -136,6 +136,7 @@ def fix(
     creditor_account: str | None = typer.Option(None, "--creditor-account"),
     creditor_bank_name: str | None = typer.Option(None, "--creditor-bank-name"),
     creditor_cnaps: str | None = typer.Option(None, "--creditor-cnaps"),
+    creditor_bic: str | None = typer.Option(None, "--creditor-bic"),
     amount: str | None = typer.Option(None, "--amount"),
     purpose: str | None = typer.Option(None, "--purpose"),
     json_out: bool = _JSON,
@@ -147,7 +148,7 @@ def fix(
     changes = {k: v for k, v in {
         "creditor_name": creditor_name, "creditor_account": creditor_account,
         "creditor_bank_name": creditor_bank_name, "creditor_cnaps": creditor_cnaps,
-        "amount": amount, "purpose": purpose}.items() if v is not None}
+        "creditor_bic": creditor_bic, "amount": amount, "purpose": purpose}.items() if v is not None}
     if not changes:
         raise InvalidValue("nothing to correct: give at least one --creditor-... / --amount / "
                            "--purpose option")
@@ -200,7 +201,7 @@ def _batch_json(b: Any, states: dict[str, int]) -> dict[str, Any]:
             "total": str(Money.from_minor(b.total_minor, b.currency).amount),
             "currency": b.currency, "execution_date": b.execution_date,
             "file": b.file_path, "sha256": b.file_sha256, "send_attempts": b.send_attempts,
-            "last_error": b.last_error, "rerun_of": b.rerun_of_id, "payment_states": states}
+            "last_error": b.last_error, "payment_states": states}
 
 
 @batches_app.command("rerun")

@@ -48,11 +48,13 @@ class Progress:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
-def open_work(app: App) -> tuple[int, int]:
-    """(batches still open, settled payments still without a receipt)."""
+def open_work(app: App, excluding: list[int] | None = None) -> tuple[int, int]:
+    """(batches still open, settled payments still without a receipt); ``excluding`` batches
+    that wait for a person."""
     with app.sessions() as s:
         batches = s.execute(select(func.count()).select_from(Batch).where(
-            Batch.state.in_([b.value for b in OPEN_BATCHES]))).scalar_one()
+            Batch.state.in_([b.value for b in OPEN_BATCHES]),
+            Batch.id.not_in(excluding or []))).scalar_one()
         settled = s.execute(select(func.count()).select_from(Payment).where(
             Payment.state == "SETTLED")).scalar_one()
     return batches, settled
@@ -66,7 +68,7 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
     progress = Progress()
     with BankPool(app) as banks:
         started = time.perf_counter()
-        form_batches(app)
+        form_batches(app, actor=worker)
         progress.time("batching", started)
         while True:
             progress.rounds += 1
@@ -80,19 +82,23 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
             started = time.perf_counter()
             progress.polled.merge(poll_all(app, banks, worker, pacing=pacing))
             progress.time("polling", started)
+            stuck_receipts = False
             if receipts:
                 started = time.perf_counter()
                 while True:
-                    got = collect_receipts(app, banks)
+                    got = collect_receipts(app, banks, actor=worker)
                     progress.receipts += got.collected
                     progress.bad_receipts += got.bad_signature
                     if not got.collected:
+                        # Receipts the bank will not give (or that fail their signature) are
+                        # alerted and retried by the next sweep; they must not hold this run.
+                        stuck_receipts = bool(got.bad_signature or got.not_ready or got.errors)
                         break
                 progress.time("receipts", started)
             if on_round is not None:
                 on_round(progress)
-            batches, settled = open_work(app)
-            if not batches and not (receipts and settled):
+            batches, settled = open_work(app, excluding=progress.sent.blocked)
+            if not batches and not (receipts and settled and not stuck_receipts):
                 return progress
             if deadline is not None and time.monotonic() > deadline:
                 return progress

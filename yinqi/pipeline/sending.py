@@ -57,6 +57,8 @@ class StageResult:
     queries: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    #: Batches that cannot go on until a person acts (a tampered or missing signed file).
+    blocked: list[int] = field(default_factory=list)
 
     def merge(self, other: StageResult) -> None:
         self.batches += other.batches
@@ -64,6 +66,7 @@ class StageResult:
         self.queries += other.queries
         self.outcomes.update(other.outcomes)
         self.errors += other.errors
+        self.blocked += other.blocked
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ def send_batches(app: App, banks: BankPool, worker: str, *, limit: int = 20,
                 _carry(app, banks, worker, batch_id, pacing, rng, result)
             except BankError as exc:
                 result.errors.append(str(exc))
+                _later(app, batch_id, worker, pacing, rng, str(exc))
+            except SecurityError as exc:
+                # This batch waits for a person (the alert says why); the others go on.
+                result.errors.append(str(exc))
+                result.blocked.append(batch_id)
                 _later(app, batch_id, worker, pacing, rng, str(exc))
     finally:
         with app.sessions.begin() as s:
@@ -282,11 +290,16 @@ def _alert(app: App, kind: str, severity: Severity, batch: Batch, message: str) 
 
 def _tampered(app: App, batch: Batch) -> None:
     with app.sessions.begin() as s:
-        s.add(Alert(kind="batch.file_tampered", severity=Severity.CRITICAL.value,
-                    subject=f"batch {batch.msg_id}",
-                    message="the signed payment file changed or vanished after signing; "
-                            "it was not sent",
-                    details={"batch_id": batch.id, "file": batch.file_path}))
+        # One open alert per batch: every refusal is audited, but the operators are told once.
+        told = s.execute(select(Alert.id).where(
+            Alert.kind == "batch.file_tampered", Alert.subject == f"batch {batch.msg_id}",
+            Alert.acknowledged_at.is_(None))).first()
+        if told is None:
+            s.add(Alert(kind="batch.file_tampered", severity=Severity.CRITICAL.value,
+                        subject=f"batch {batch.msg_id}",
+                        message="the signed payment file changed or vanished after signing; "
+                                "it was not sent",
+                        details={"batch_id": batch.id, "file": batch.file_path}))
         app.audit.append(s, actor="yinqi.pipeline", action="batch.file_tampered",
                          subject_type="batch", subject_ids=[batch.id],
                          details={"msg_id": batch.msg_id, "expected_sha256": batch.file_sha256})
