@@ -15,6 +15,7 @@ from config._problems import Problem, file_error, problems_from
 from config.accounts import AccountConfig, AccountsFile, Company, account_problems
 from config.banks import BankConfig, BanksFile
 from config.policy import ApprovalPolicy, policy_problems
+from config.reconciliation import Reconciliation, reconciliation_problems
 from config.risk import RiskRules
 from config.settings import Settings, load_settings
 from yinqi.errors import ConfigError, InvalidValue
@@ -27,6 +28,7 @@ FILES: dict[str, str] = {
     "accounts": "accounts.toml",
     "approval_policy": "approval_policy.toml",
     "risk_rules": "risk_rules.toml",
+    "reconciliation": "reconciliation.toml",
 }
 
 _TOML_POSITION = re.compile(r"(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)")
@@ -44,6 +46,7 @@ class YinqiConfig:
     accounts: list[AccountConfig]
     approval_policy: ApprovalPolicy
     risk_rules: RiskRules
+    reconciliation: Reconciliation
     sources: dict[str, Path]
 
     def account(self, number: str) -> AccountConfig:
@@ -74,6 +77,9 @@ def load_config(settings: Settings | None = None) -> YinqiConfig:
         accounts=list(accounts.accounts),
         approval_policy=_load(sources["approval_policy"], ApprovalPolicy, policy_problems),
         risk_rules=_load(sources["risk_rules"], RiskRules),
+        reconciliation=_load(sources["reconciliation"], Reconciliation,
+                             lambda file: reconciliation_problems(
+                                 file, {a.number for a in accounts.accounts})),
         sources=sources,
     )
 

@@ -83,6 +83,7 @@ def test_shipped_defaults_load_and_hang_together(tmp_path: Path) -> None:
         "accounts": DEFAULTS_DIR / "accounts.toml",
         "approval_policy": DEFAULTS_DIR / "approval_policy.toml",
         "risk_rules": DEFAULTS_DIR / "risk_rules.toml",
+        "reconciliation": DEFAULTS_DIR / "reconciliation.toml",
     }
 
 
@@ -532,3 +533,23 @@ def test_segregation_of_duties_cannot_be_switched_off(tmp_path: Path) -> None:
                         "distinct_approvers_per_level = false"))
     with pytest.raises(ConfigError, match="distinct_approvers_per_level: .*must be true"):
         load_config(load_settings(config_dir=tmp_path, home=tmp_path / "home"))
+
+
+def test_reconciliation_config_names_a_bad_cron_and_a_foreign_account(tmp_path: Path) -> None:
+    from config import load_config, load_settings
+    from config.loader import DEFAULTS_DIR as SHIPPED
+    from yinqi.errors import ConfigError
+
+    text = (SHIPPED / "reconciliation.toml").read_text(encoding="utf-8")
+    (tmp_path / "reconciliation.toml").write_text(
+        text.replace('cron = "30 8 * * *"', 'cron = "30 25 * * *"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"reconciliation.toml: schedules\[0\]\.cron"):
+        load_config(load_settings(config_dir=tmp_path))
+    (tmp_path / "reconciliation.toml").write_text(
+        text.replace('"755912345610808"', '"755900000000000"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match="755900000000000 is not one of the company"):
+        load_config(load_settings(config_dir=tmp_path))
+    (tmp_path / "reconciliation.toml").write_text(
+        text.replace('name_similarity_min = "0.85"', "name_similarity_min = 0.85"),
+        encoding="utf-8")
+    load_config(load_settings(config_dir=tmp_path))  # a share may be a TOML float
