@@ -48,7 +48,8 @@ def _in(column: str, values: object) -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), list[str]: JSON(),
+                           list[Any]: JSON()}
 
 
 class Company(Base):
@@ -315,6 +316,11 @@ class Statement(Base):
     source: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # camt.053, camt.052, camt.054, mt940, mt942, cn-h2h: only end-of-day kinds are matched.
+    kind: Mapped[str] = mapped_column(String(16), default="")
+    line_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The data-quality checks' result (great-expectations), shown to the operator.
+    checks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -336,6 +342,9 @@ class StatementLine(Base):
     remittance: Mapped[str | None] = mapped_column(Text)
     is_reversal: Mapped[bool] = mapped_column(Boolean, default=False)
     entry_ref: Mapped[str | None] = mapped_column(String(64))
+    # BOOK, PDNG or INFO as the file says: only booked entries are matched.
+    status: Mapped[str] = mapped_column(String(4), default="BOOK")
+    charges_minor: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ReconMatch(Base):
@@ -367,6 +376,34 @@ class ReconMatchItem(Base):
     statement_line_id: Mapped[int | None] = mapped_column(
         ForeignKey("statement_lines.id"), index=True
     )
+
+
+class ReconException(Base):
+    """What matching could not explain: a payment without its line, or a line without its
+    payment; open until an operator confirms a candidate, re-matches or writes it off."""
+
+    __tablename__ = "recon_exceptions"
+    __table_args__ = (
+        CheckConstraint("(payment_id IS NULL) <> (statement_line_id IS NULL)", name="one_side"),
+        CheckConstraint(_in("status", ("open", "matched", "written_off")), name="status"),
+        Index("ix_recon_exceptions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    statement_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("statement_lines.id"), index=True)
+    account: Mapped[str] = mapped_column(String(34))
+    day: Mapped[date | None] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    # [{"ids": [...], "score": 0.9, "why": "..."}]: what the engine would suggest.
+    candidates: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    resolution: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Alert(Base):

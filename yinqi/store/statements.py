@@ -1,0 +1,194 @@
+"""Bank statements into the database: recognised when re-delivered, checked before use,
+quarantined whole when a check fails, never half-imported.
+
+Identity: a statement seen before has the same content hash (its account, period, balances
+and every entry, however it was delivered: file, connector, camt or MT940). The same
+statement ID and sequence number arriving with *different* content is not a re-delivery but
+a conflict: it is quarantined and alerted, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from yinqi.alerts import Severity
+from yinqi.bankdata import Statement
+from yinqi.money import Money
+from yinqi.store.audit_log import AuditLog
+from yinqi.store.models import Alert, BankAccount
+from yinqi.store.models import Statement as StatementRow
+from yinqi.store.models import StatementLine as LineRow
+
+#: Statements whose entries are matched against payments (intraday reports and
+#: notifications would count the same money twice).
+END_OF_DAY = frozenset({"camt.053", "mt940", "cn-h2h"})
+
+
+class Report(Protocol):
+    passed: bool
+
+    def as_json(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The last accepted statement of an account: what the next one must continue."""
+
+    closing: Money | None
+    sequence: str | None
+    statement_id: str
+
+
+Checker = Callable[[Sequence[Statement], Mapping[tuple[str, str], Previous]], Sequence[Report]]
+
+
+@dataclass
+class IntakeResult:
+    accepted: list[int] = field(default_factory=list)
+    quarantined: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: list[tuple[str, int]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+
+def statement_digest(s: Statement) -> str:
+    """A hash of what the statement says, independent of how it was delivered."""
+    def money(m: Money | None) -> str | None:
+        return None if m is None else f"{m.minor}:{m.currency.code}"
+
+    body = {
+        "account": s.account, "currency": s.currency, "id": s.statement_id,
+        "sequence": s.sequence, "kind": s.kind, "from": str(s.from_date), "to": str(s.to_date),
+        "opening": money(s.opening_balance), "closing": money(s.closing_balance),
+        "lines": [[money(x.amount), str(x.booking_date), str(x.value_date), x.end_to_end_id,
+                   x.bank_reference, x.counterparty_name, x.counterparty_account, x.remittance,
+                   x.is_reversal, x.entry_ref, x.status, money(x.charges)] for x in s.lines],
+    }
+    return hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True,
+                                     separators=(",", ":")).encode()).hexdigest()
+
+
+def previous_statements(session: Session, keys: Sequence[tuple[str, str]]
+                        ) -> dict[tuple[str, str], Previous]:
+    """The latest accepted end-of-day statement per (account, currency)."""
+    found: dict[tuple[str, str], Previous] = {}
+    for account, currency in set(keys):
+        row = session.execute(
+            select(StatementRow).where(StatementRow.account == account,
+                                       StatementRow.currency == currency,
+                                       StatementRow.status == "accepted",
+                                       StatementRow.kind.in_(END_OF_DAY))
+            .order_by(StatementRow.to_date.desc().nullslast(), StatementRow.id.desc()).limit(1)
+        ).scalars().first()
+        if row is not None:
+            closing = (Money.from_minor(row.closing_minor, currency)
+                       if row.closing_minor is not None else None)
+            found[(account, currency)] = Previous(closing, row.sequence, row.statement_id)
+    return found
+
+
+def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], *,
+            source: str, checker: Checker, actor: str) -> IntakeResult:
+    """Store ``statements`` (one file or one download) in the caller's transaction."""
+    result = IntakeResult()
+    fresh: list[tuple[Statement, str]] = []
+    for s in statements:
+        digest = statement_digest(s)
+        seen = session.execute(select(StatementRow.id).where(
+            StatementRow.content_sha256 == digest)).scalar_one_or_none()
+        if seen is not None:
+            result.duplicates.append((s.statement_id, seen))
+        elif digest not in {d for _, d in fresh}:
+            fresh.append((s, digest))
+    if not fresh:
+        return result
+    keys = [(s.account, s.currency) for s, _ in fresh]
+    end_of_day = [(s, d) for s, d in fresh if s.kind in END_OF_DAY]
+    reports = dict(zip([d for _, d in end_of_day],
+                       checker([s for s, _ in end_of_day], previous_statements(session, keys)),
+                       strict=True))
+    others = [(s, d) for s, d in fresh if s.kind not in END_OF_DAY]
+    if others:
+        # Intraday reports and notifications are checked on their own (no continuity).
+        reports.update(zip([d for _, d in others], checker([s for s, _ in others], {}),
+                           strict=True))
+    accounts = {number: pk for pk, number in session.execute(
+        select(BankAccount.id, BankAccount.number))}
+    for s, digest in fresh:
+        report = reports[digest]
+        reason = None if report.passed else _reason(report)
+        conflict = _conflict(session, s)
+        if conflict is not None:
+            reason = (f"statement {s.statement_id} (sequence {s.sequence}) was delivered "
+                      f"before as #{conflict} with different content; kept apart, check with "
+                      "the bank which one is right")
+        status = "accepted" if reason is None else "quarantined"
+        row = StatementRow(
+            bank_account_id=accounts.get(s.account), account=s.account, currency=s.currency,
+            statement_id=s.statement_id, msg_id=s.msg_id, sequence=s.sequence,
+            from_date=s.from_date, to_date=s.to_date,
+            opening_minor=s.opening_balance.minor if s.opening_balance else None,
+            closing_minor=s.closing_balance.minor if s.closing_balance else None,
+            content_sha256=digest, source=source[:500], status=status, reason=reason,
+            kind=s.kind, line_count=len(s.lines), checks=report.as_json())
+        session.add(row)
+        session.flush()
+        _insert_lines(session, row.id, s)
+        summary = {"statement_id": s.statement_id, "account": s.account, "kind": s.kind,
+                   "lines": len(s.lines), "status": status, "source": source[:200]}
+        if reason is None:
+            result.accepted.append(row.id)
+        else:
+            result.quarantined.append((row.id, reason))
+            summary["reason"] = reason
+            session.add(Alert(kind="statement.quarantined", severity=Severity.WARNING.value,
+                              subject=f"statement {s.statement_id} of {s.account}",
+                              message=reason[:2000],
+                              details={"statement_pk": row.id, "source": source[:200]}))
+        result.reports.append({**summary, "statement_pk": row.id, "checks": report.as_json()})
+        audit.append(session, actor=actor, action=f"statement.{status}",
+                     subject_type="statement", subject_ids=[row.id],
+                     details={**summary, "sha256": digest})
+    return result
+
+
+def _reason(report: Report) -> str:
+    failures = getattr(report, "failures", None) or []
+    lines = [f"{name}: {why}" if name else str(why) for name, why in
+             ((f[0], f[1]) if isinstance(f, tuple | list) else (None, f) for f in failures)]
+    return "; ".join(lines)[:4000] or "failed its data-quality checks"
+
+
+def _conflict(session: Session, s: Statement) -> int | None:
+    if s.sequence is None:
+        return None
+    return session.execute(select(StatementRow.id).where(
+        StatementRow.account == s.account, StatementRow.currency == s.currency,
+        StatementRow.kind == s.kind, StatementRow.statement_id == s.statement_id,
+        StatementRow.sequence == s.sequence)).scalars().first()
+
+
+def _insert_lines(session: Session, statement_pk: int, s: Statement, chunk: int = 20_000
+                  ) -> None:
+    rows = [{"statement_pk": statement_pk, "line_no": n, "amount_minor": x.amount.minor,
+             "currency": x.amount.currency.code, "booking_date": x.booking_date,
+             "value_date": x.value_date, "end_to_end_id": _cut(x.end_to_end_id, 64),
+             "bank_reference": _cut(x.bank_reference, 64),
+             "counterparty_name": _cut(x.counterparty_name, 200),
+             "counterparty_account": _cut(x.counterparty_account, 64),
+             "remittance": x.remittance, "is_reversal": x.is_reversal,
+             "entry_ref": _cut(x.entry_ref, 64), "status": (x.status or "BOOK")[:4],
+             "charges_minor": x.charges.minor if x.charges is not None else None}
+            for n, x in enumerate(s.lines, start=1)]
+    for i in range(0, len(rows), chunk):
+        session.execute(insert(LineRow), rows[i:i + chunk])
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return None if value is None else value[:size]
