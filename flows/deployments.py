@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from flows.payment import payment_run, receipts_flow, rerun_batch, status_sweep, voucher_intake
+from flows.reconciliation import daily_reconciliation
 
 
 def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0,
-                tags: tuple[str, ...] = ("yinqi",)) -> list[Any]:
+                tags: tuple[str, ...] = ("yinqi",), reconciliation: Any = None) -> list[Any]:
+    """Every deployment; ``reconciliation`` is the config's reconciliation section (its
+    schedules become one daily deployment per account group)."""
     common = {"tags": list(tags)}
     found = [
         payment_run.to_deployment(
@@ -29,6 +32,18 @@ def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0
             name="rerun-batch", description="Send again what the bank rejected in one batch "
                                             "(parameter: batch id or message ID)", **common),
     ]
+    for group in getattr(reconciliation, "schedules", ()):
+        from prefect.client.schemas.schedules import CronSchedule
+
+        found.append(daily_reconciliation.to_deployment(
+            name=f"reconcile-{group.name}",
+            schedules=[CronSchedule(cron=group.cron, timezone=group.timezone)],
+            parameters={"accounts": list(group.accounts), "timezone": group.timezone},
+            description=f"Daily reconciliation of {len(group.accounts)} account(s)",
+            tags=[*tags, "reconciliation"]))
+    found.append(daily_reconciliation.to_deployment(
+        name="reconcile-range", description="Manual reconciliation of a day or a range "
+                                            "(parameters day and last_day)", **common))
     if intake_folder is not None:
         found.append(voucher_intake.to_deployment(
             name="voucher-intake", interval=timedelta(minutes=1),
@@ -37,7 +52,9 @@ def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0
     return found
 
 
-def serve(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0) -> None:
+def serve(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0,
+          reconciliation: Any = None) -> None:
     from prefect import serve as prefect_serve
 
-    prefect_serve(*deployments(intake_folder=intake_folder, sweep_minutes=sweep_minutes))
+    prefect_serve(*deployments(intake_folder=intake_folder, sweep_minutes=sweep_minutes,
+                               reconciliation=reconciliation))

@@ -32,9 +32,22 @@ class ShiftedClock:
 
         self._monotonic = _time.monotonic
         self._start, self._t0 = start.astimezone(UTC), _time.monotonic()
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
-        return self._start + timedelta(seconds=self._monotonic() - self._t0)
+        with self._lock:
+            return self._start + timedelta(seconds=self._monotonic() - self._t0)
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Jump ahead (the demo closes the business day to fetch its statement)."""
+        if delta < timedelta(0):
+            raise ValueError("the clock never runs backwards")
+        with self._lock:
+            self._start += delta
+        return self.now()
+
+    def set(self, moment: datetime) -> datetime:
+        return self.advance(moment.astimezone(UTC) - self.now())
 
 
 class FakeClock:

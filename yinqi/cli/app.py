@@ -13,7 +13,7 @@ import typer
 from yinqi.bootstrap import App
 from yinqi.cli import approvals_cmd
 from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
-from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, vouchers_cmd
+from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, reconcile_cmd, vouchers_cmd
 from yinqi.cli.output import console, fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
 
@@ -52,6 +52,9 @@ app.add_typer(payments_cmd.payments_app, name="payments")
 app.add_typer(payments_cmd.batches_app, name="batches")
 app.command("demo")(demo_cmd.demo)
 app.add_typer(flows_cmd.app, name="flows")
+app.add_typer(reconcile_cmd.app, name="reconcile")
+statements_cmd.app.command("import")(reconcile_cmd.import_statements)
+statements_cmd.app.command("fetch")(reconcile_cmd.fetch)
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -11,6 +11,7 @@ app = typer.Typer(help="Prefect deployments of the payment flows.", no_args_is_h
 
 @app.command("serve")
 def serve(
+    ctx: typer.Context,
     intake_folder: Path | None = typer.Option(None, "--intake-folder",
                                               help="Import voucher files dropped here."),
     sweep_minutes: float = typer.Option(5.0, "--sweep-minutes",
@@ -21,4 +22,4 @@ def serve(
     from flows.deployments import serve as serve_all
 
     serve_all(intake_folder=intake_folder.resolve() if intake_folder else None,
-              sweep_minutes=sweep_minutes)
+              sweep_minutes=sweep_minutes, reconciliation=ctx.obj.config.reconciliation)

@@ -9,7 +9,7 @@ import typer
 
 from yinqi.bankdata import Statement
 from yinqi.cli.output import console, print_json
-from yinqi.errors import InvalidValue
+from connectors.statement_files import parse_file
 
 app = typer.Typer(help="Bank statement files.", no_args_is_help=True)
 
@@ -35,22 +35,6 @@ def statement_json(s: Statement) -> dict[str, Any]:
         } for line in s.lines],
         "warnings": list(s.warnings),
     }
-
-
-def parse_file(path: Path) -> list[Statement]:
-    """camt.052/053/054 (XML) or MT940/MT942 (text), recognised by content, not by name."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidValue(f"{path}: cannot read ({exc.strerror})") from None
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if head == b"<":
-        from connectors.iso20022.camt import parse_camt
-
-        return parse_camt(data, source=str(path))
-    from connectors.mt940 import parse_mt940
-
-    return parse_mt940(data, source=str(path))
 
 
 @app.command("parse")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from yinqi.alerts import Severity
 from yinqi.bankdata import Statement
 from yinqi.money import Money
+from yinqi.statement_checks import PreviousStatement
 from yinqi.store.audit_log import AuditLog
 from yinqi.store.models import Alert, BankAccount
 from yinqi.store.models import Statement as StatementRow
@@ -37,16 +38,8 @@ class Report(Protocol):
     def as_json(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
-class Previous:
-    """The last accepted statement of an account: what the next one must continue."""
-
-    closing: Money | None
-    sequence: str | None
-    statement_id: str
-
-
-Checker = Callable[[Sequence[Statement], Mapping[tuple[str, str], Previous]], Sequence[Report]]
+Checker = Callable[[Sequence[Statement], Mapping[tuple[str, str], PreviousStatement]],
+                   Sequence[Report]]
 
 
 @dataclass
@@ -75,9 +68,9 @@ def statement_digest(s: Statement) -> str:
 
 
 def previous_statements(session: Session, keys: Sequence[tuple[str, str]]
-                        ) -> dict[tuple[str, str], Previous]:
+                        ) -> dict[tuple[str, str], PreviousStatement]:
     """The latest accepted end-of-day statement per (account, currency)."""
-    found: dict[tuple[str, str], Previous] = {}
+    found: dict[tuple[str, str], PreviousStatement] = {}
     for account, currency in set(keys):
         row = session.execute(
             select(StatementRow).where(StatementRow.account == account,
@@ -89,7 +82,8 @@ def previous_statements(session: Session, keys: Sequence[tuple[str, str]]
         if row is not None:
             closing = (Money.from_minor(row.closing_minor, currency)
                        if row.closing_minor is not None else None)
-            found[(account, currency)] = Previous(closing, row.sequence, row.statement_id)
+            found[(account, currency)] = PreviousStatement(closing, row.sequence,
+                                                           row.statement_id, row.kind)
     return found
 
 
@@ -160,9 +154,8 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
 
 def _reason(report: Report) -> str:
     failures = getattr(report, "failures", None) or []
-    lines = [f"{name}: {why}" if name else str(why) for name, why in
-             ((f[0], f[1]) if isinstance(f, tuple | list) else (None, f) for f in failures)]
-    return "; ".join(lines)[:4000] or "failed its data-quality checks"
+    return "; ".join(f"{f.check}: {f.message}" for f in failures)[:4000] or \
+        "failed its data-quality checks"
 
 
 def _conflict(session: Session, s: Statement) -> int | None:

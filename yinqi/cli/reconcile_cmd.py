@@ -1,0 +1,215 @@
+"""``yinqi reconcile ...`` and ``yinqi statements import|fetch``: the morning's work."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from yinqi.bootstrap import App
+from yinqi.cli.output import console, print_json
+from yinqi.identifiers import mask
+from yinqi.store.migrate import ensure_current
+
+app = typer.Typer(help="Reconciliation: match statements against payments, report, "
+                       "exceptions.", no_args_is_help=True)
+exceptions_app = typer.Typer(help="The exceptions queue.", no_args_is_help=True)
+app.add_typer(exceptions_app, name="exceptions")
+
+_JSON = typer.Option(False, "--json", help="Print one JSON object.")
+_ACCOUNT = typer.Option(None, "--account", help="Only this account (repeatable).")
+
+
+def _app(ctx: typer.Context) -> App:
+    yinqi: App = ctx.obj
+    ensure_current(yinqi.engine)
+    return yinqi
+
+
+def yesterday() -> date:
+    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=1)
+
+
+def _intake_json(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    return {"accepted": result.accepted,
+            "quarantined": [{"statement": pk, "reason": why} for pk, why in result.quarantined],
+            "duplicates": [{"statement_id": sid, "already_as": pk}
+                           for sid, pk in result.duplicates]}
+
+
+def import_statements(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="A camt.052/053/054 or MT940/MT942 file."),
+    json_out: bool = _JSON,
+) -> None:
+    """Take a statement file in: checked (great-expectations), stored whole or quarantined
+    whole with the reasons; a file taken in before creates nothing."""
+    from yinqi.recon import import_statement_file
+
+    result = import_statement_file(_app(ctx), file, actor="cli")
+    if json_out:
+        print_json({"file": str(file), **_intake_json(result)})
+        return
+    console.print(f"{file}: {len(result.accepted)} accepted, {len(result.quarantined)} "
+                  f"quarantined, {len(result.duplicates)} already received")
+    for pk, why in result.quarantined:
+        console.print(f"  statement #{pk} quarantined: {why}", markup=False)
+    if result.quarantined:
+        raise typer.Exit(1)
+
+
+def fetch(
+    ctx: typer.Context,
+    first: datetime = typer.Option(None, "--from", formats=["%Y-%m-%d"],
+                                   help="First day (default: yesterday)."),
+    last: datetime = typer.Option(None, "--to", formats=["%Y-%m-%d"],
+                                  help="Last day (default: --from)."),
+    account: list[str] = _ACCOUNT,
+    json_out: bool = _JSON,
+) -> None:
+    """Download end-of-day statements from the banks and take them in."""
+    from yinqi.recon import fetch_statements
+
+    day0 = first.date() if first else yesterday()
+    day1 = last.date() if last else day0
+    result = fetch_statements(_app(ctx), account or None, day0, day1, actor="cli")
+    if json_out:
+        print_json({**_intake_json(result.intake), "errors": result.errors})
+    else:
+        console.print(f"{len(result.intake.accepted)} statement(s) accepted, "
+                      f"{len(result.intake.quarantined)} quarantined, "
+                      f"{len(result.intake.duplicates)} already received")
+        for e in result.errors:
+            console.print(f"  {e}", markup=False)
+    if result.errors or result.intake.quarantined:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    first: datetime = typer.Option(None, "--from", formats=["%Y-%m-%d"]),
+    last: datetime = typer.Option(None, "--to", formats=["%Y-%m-%d"]),
+    account: list[str] = _ACCOUNT,
+    json_out: bool = _JSON,
+) -> None:
+    """Match the statement lines of [--from, --to] (default yesterday) against payments."""
+    from yinqi.recon import reconcile
+
+    day0 = first.date() if first else yesterday()
+    day1 = last.date() if last else day0
+    summary = reconcile(_app(ctx), first=day0, last=day1, accounts=account or None,
+                        actor="cli")
+    if json_out:
+        print_json(summary.as_json())
+        return
+    console.print(f"{day0}..{day1}: {summary.lines} line(s), {summary.payments} payment(s); "
+                  f"matched {summary.matched_lines} line(s) ({summary.match_rate:.1%}), "
+                  f"reconciled {summary.reconciled}, returned {summary.returned}, "
+                  f"{summary.new_exceptions} new exception(s)")
+    console.print("by rule: " + ", ".join(f"{k} {v}" for k, v in summary.matches.items()))
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    day: datetime = typer.Option(None, "--date", formats=["%Y-%m-%d"],
+                                 help="The day (default: yesterday)."),
+    account: list[str] = _ACCOUNT,
+    xlsx: Path | None = typer.Option(None, "--xlsx", help="Also write an Excel workbook."),
+    json_out: bool = _JSON,
+) -> None:
+    """Per account: bank closing balance against what Yinqi explains, matched and unmatched
+    entries, payments and open exceptions."""
+    from yinqi.recon import daily_report, export_xlsx
+
+    yinqi = _app(ctx)
+    the_day = day.date() if day else yesterday()
+    rows = daily_report(yinqi, the_day, account or None)
+    if xlsx is not None:
+        export_xlsx(yinqi, rows, xlsx)
+    if json_out:
+        print_json([{**r.as_json(), "account": mask(r.account)} for r in rows])
+        return
+    table = Table("account", "ccy", "opening", "closing", "ledger", "difference", "lines",
+                  "matched", "unmatched", "payments", "reconciled", "exceptions",
+                  title=f"Reconciliation {the_day}")
+    for r in rows:
+        table.add_row(mask(r.account), r.currency, r.bank_opening or "—", r.bank_closing or "—",
+                      r.ledger_balance or "—", r.difference or "—", str(r.lines),
+                      str(r.matched_lines), f"{r.unmatched_lines} ({r.unmatched_amount})",
+                      str(r.payments), str(r.payments_reconciled), str(r.open_exceptions))
+    console.print(table)
+    if xlsx is not None:
+        console.print(f"written: {xlsx}")
+
+
+@exceptions_app.command("list")
+def exceptions_list(
+    ctx: typer.Context,
+    status: str = typer.Option("open", "--status", help="open, matched or written_off."),
+    json_out: bool = _JSON,
+) -> None:
+    """What matching could not explain, with suggested candidates."""
+    from yinqi.recon import list_exceptions
+
+    rows = list_exceptions(_app(ctx), status)
+    if json_out:
+        print_json([{**r, "account": mask(r["account"])} for r in rows])
+        return
+    table = Table("id", "side", "account", "day", "amount", "counterparty", "reference",
+                  "suggestions", title=f"{len(rows)} {status} exception(s)")
+    for r in rows:
+        table.add_row(str(r["id"]), r["side"], mask(r["account"]), str(r["day"]),
+                      f"{r['amount']} {r['currency']}", r["counterparty"] or "",
+                      r["reference"] or "", r["candidates"] or "—")
+    console.print(table, markup=False)
+
+
+@exceptions_app.command("confirm")
+def exceptions_confirm(
+    ctx: typer.Context,
+    exception_id: int = typer.Argument(...),
+    candidate: int | None = typer.Option(None, "--candidate",
+                                         help="Which suggestion (default: the best)."),
+    user: str = typer.Option(..., "--as"),
+    note: str = typer.Option("", "--note"),
+) -> None:
+    """Accept a suggested match for an exception (audited)."""
+    from yinqi.recon import confirm
+
+    match_id = confirm(_app(ctx), exception_id, candidate=candidate, actor=user, note=note)
+    console.print(f"exception #{exception_id}: matched (match #{match_id})")
+
+
+@exceptions_app.command("rematch")
+def exceptions_rematch(
+    ctx: typer.Context,
+    payment: list[int] = typer.Option(..., "--payment", help="Payment id (repeatable)."),
+    line: list[int] = typer.Option(..., "--line", help="Statement line id (repeatable)."),
+    user: str = typer.Option(..., "--as"),
+    note: str = typer.Option(..., "--note", help="Why these belong together."),
+) -> None:
+    """Match payments and statement lines by hand (audited, with the reason)."""
+    from yinqi.recon import match_by_hand
+
+    match_id = match_by_hand(_app(ctx), payment_ids=payment, line_ids=line, actor=user,
+                             note=note)
+    console.print(f"matched by hand (match #{match_id})")
+
+
+@exceptions_app.command("write-off")
+def exceptions_write_off(
+    ctx: typer.Context,
+    exception_id: int = typer.Argument(...),
+    user: str = typer.Option(..., "--as"),
+    reason: str = typer.Option(..., "--reason"),
+) -> None:
+    """Close an exception without a match, with the reason on record (audited)."""
+    from yinqi.recon import write_off
+
+    write_off(_app(ctx), exception_id, actor=user, reason=reason)
+    console.print(f"exception #{exception_id}: written off")
