@@ -34,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 from connectors.sandbox import cnh2h, iso
 from connectors.sandbox.bank import Instruction, NoStatement, Outcome, Sandbox, group_status
 from connectors.sandbox.models import Payment
-from connectors.sandbox.clock import FakeClock
+from connectors.sandbox.clock import FakeClock, ShiftedClock
 from connectors.sandbox.faults import Faults
 from connectors.sandbox.receipts import (
     ReceiptData,
@@ -181,6 +181,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             doc = iso.build_pain002(report, version)
             return sign_envelope(doc, identity.key_pem, identity.cert_pem), XML
 
+        warm_receipt_pool(len(instructions))
         answer = sandbox.submit(code, _key("iso", order.msg_id), dialect="iso20022",
                                 message_name=order.version, request=body,
                                 instructions=instructions, render=render)
@@ -307,6 +308,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             return signed_json(cnh2h.render({
                 "错误码": "DUPL", "错误信息": f"批次号 {key} 已用于另一笔不同的请求 "
                 "(batch number already used for a different request)"}), 409)
+        warm_receipt_pool(len(instructions))
         today = sandbox.banks[code].calendar.business_date(sandbox.clock.now())
         refs = [i.end_to_end_id for i in instructions]
         # A known 业务参考号 gets its original result back and is never booked again.
@@ -510,7 +512,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
 
     async def control_clock(request: Request) -> Response:
         clock = sandbox.clock
-        if not isinstance(clock, FakeClock):
+        if not isinstance(clock, FakeClock | ShiftedClock):
             return JSONResponse({"error": "the server runs on the system clock"}, 409)
         try:
             data = json.loads(await request.body() or b"{}")
@@ -592,8 +594,9 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
 #: Worker processes that render and sign the receipts of batch downloads (PDF drawing is pure
 #: Python and holds the GIL: threads would take turns on one core). 0 renders in the thread.
 RECEIPT_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
-#: Fewer receipts than this are rendered in the request's own thread.
-POOL_THRESHOLD = 16
+#: Fewer receipts than this are rendered in the request's own thread (a fraction of a second),
+#: so small banks, tests and demos never start the worker processes.
+POOL_THRESHOLD = 64
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -608,6 +611,16 @@ def render_many(datas: list[ReceiptData], identity: Identity) -> list[tuple[byte
     parts = [datas[i:i + size] for i in range(0, len(datas), size)]
     return [one for part in pool.map(render_signed, parts, *([a] * len(parts) for a in args))
             for one in part]
+
+
+def warm_receipt_pool(payments: int) -> None:
+    """An order this big will be followed by batch receipt downloads: start the workers now
+    (each takes a second or two to import), so the first download does not wait for them."""
+    if payments >= POOL_THRESHOLD and _pool is None:
+        pool = _receipt_pool()
+        if pool is not None:
+            for _ in range(RECEIPT_WORKERS):
+                pool.submit(int)
 
 
 def _receipt_pool() -> ProcessPoolExecutor | None:

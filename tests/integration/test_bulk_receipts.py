@@ -220,3 +220,36 @@ def test_a_bank_without_batch_download_is_asked_one_receipt_at_a_time(tmp_path: 
                     "GET /banks/x/receipts/LATER"]
     assert all(got[r].signature_valid for r in PDFS)  # type: ignore[union-attr]
     assert isinstance(got["LATER"], BankRefused) and got["LATER"].status_code == 404
+
+
+def test_receipts_rendered_in_worker_processes_are_the_same_bytes(tmp_path: Path) -> None:
+    from connectors.sandbox import pki, server
+    from connectors.sandbox.receipts import ReceiptData, render_signed
+    from connectors.sandbox.server import Identity, close_receipt_pool, render_many
+
+    pki.ensure_ca(tmp_path)
+    pki.issue_client_cert(tmp_path, "bank", tmp_path / "b.pem", tmp_path / "b.key", days=30)
+    cert = (tmp_path / "b.pem").read_bytes()
+    identity = Identity(key_pem=(tmp_path / "b.key").read_bytes(), cert_pem=cert,
+                        fingerprint=pki.fingerprint(cert), receipt_secret=b"s" * 32)
+    datas = [ReceiptData(bank_name="中国工商银行 (沙箱)", bank_reference=f"P{i:016d}",
+                         business_reference=f"E2E-{i}", payer_name="演示科技有限公司",
+                         payer_account="1202021209900123456", payer_bank="中国工商银行",
+                         payee_name="杨磊", payee_account="49505976717236739",
+                         payee_bank="中国建设银行上海浦东分行", amount=Decimal("1005.00") + i,
+                         currency="CNY", purpose="货款",
+                         booked_at=datetime(2026, 11, 24, 2, 0, tzinfo=UTC),
+                         value_date=date(2026, 11, 24))
+             for i in range(server.POOL_THRESHOLD + 3)]
+    here = render_signed(datas, identity.key_pem, identity.cert_pem, identity.receipt_secret)
+    old = server.RECEIPT_WORKERS
+    server.RECEIPT_WORKERS = 2
+    try:
+        there = render_many(datas, identity)
+        assert server._pool is not None  # the worker processes did it
+    finally:
+        close_receipt_pool()
+        server.RECEIPT_WORKERS = old
+    assert there == here
+    for pdf, _code, signature in there:
+        detached.verify(pdf, signature, cert)

@@ -56,10 +56,19 @@ def _print(s: dict) -> None:  # type: ignore[type-arg]
     console.print(table)
     if s["alerts"]:
         console.print("alerts: " + ", ".join(f"{k} {n}" for k, n in s["alerts"].items()))
+    r = s.get("reconciliation")
+    if r:
+        console.print(f"reconciliation {r['day']}: {r['matched_lines']} of {r['lines']} "
+                      f"statement lines matched ({r['match_rate']:.1%}), {r['reconciled']} "
+                      f"payments reconciled, {r['exceptions']} exception(s)")
+        for a in r["accounts"]:
+            console.print(f"  {a['account']}: bank closing {a['bank_closing']}, explained "
+                          f"{a['ledger_balance']}, difference {a['difference']}")
     console.print(f"audit chain: {'intact' if s['audit']['ok'] else 'BROKEN'} "
                   f"({s['audit']['events']} events)")
     console.print("stages (s): " + ", ".join(f"{k} {v}" for k, v in s["stage_seconds"].items()))
     if s["prefect"]:
         console.print(f"Prefect overhead share: {s['prefect']['prefect_overhead_share']:.1%}")
     console.print("demo OK" if s["ok"] else
-                  f"demo NOT OK: {s['unfinished']} payment(s) unfinished")
+                  f"demo NOT OK: {s['unfinished']} payment(s) unfinished or statement lines "
+                  "unexplained")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +88,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
                   deadline=time.monotonic() + options.max_follow_seconds)
             timing = {}
         stages["payment_run"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        recon = _reconcile(world, options.prefect)
+        stages["reconciliation"] = time.perf_counter() - mark
         with app.sessions() as s:
             verdict = app.audit.verify(s)
             from yinqi.store.models import Alert, Batch
@@ -97,8 +100,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             alerts = s.execute(select(Alert.kind, func.count()).group_by(Alert.kind)).all()
         states = {t.state: {"count": t.count, "amounts": t.amounts}
                   for t in totals_by_state(app)}
-        open_states = {"APPROVED", "BATCHED", "SIGNED", "SUBMITTING", "UNKNOWN", "ACCEPTED",
-                       "SETTLED"}
+        open_states = {"APPROVED", "BATCHED", "SIGNED", "SUBMITTING", "UNKNOWN", "ACCEPTED"}
         unfinished = sum(v["count"] for st, v in states.items() if st in open_states)
         return {
             "home": str(options.home),
@@ -115,12 +117,42 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             "batches": [{"bank": b, "state": st, "count": n} for b, st, n in batches],
             "alerts": {k: n for k, n in alerts},
             "audit": {"ok": verdict.ok, "events": verdict.checked},
-            "reconciliation": None,
+            "reconciliation": recon,
             "prefect": timing,
             "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
             "total_seconds": round(time.perf_counter() - started, 3),
-            "ok": verdict.ok and unfinished == 0,
+            "ok": verdict.ok and unfinished == 0 and recon["match_rate"] == 1.0,
         }
+
+
+def _reconcile(world: Any, prefect: bool) -> dict[str, Any]:
+    """Close the bank's business day (the sandbox's clock jumps to the next morning), then
+    fetch the day's statements, check them, match them and report."""
+    answer = world.control("POST", "clock", json={"advance_seconds": 86_400})
+    bank_now = datetime.fromisoformat(answer["now"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    day = bank_now.date() - timedelta(days=1)
+    if prefect:
+        from flows.reconciliation import daily_reconciliation
+
+        out = daily_reconciliation(day=day)
+        matching, statements, report = out["matching"], out["statements"], out["report"]
+    else:
+        from yinqi.identifiers import mask
+        from yinqi.recon import daily_report, fetch_statements, reconcile
+
+        fetched = fetch_statements(world.app, None, day, day)
+        statements = {"accepted": len(fetched.intake.accepted),
+                      "quarantined": len(fetched.intake.quarantined),
+                      "errors": fetched.errors}
+        matching = reconcile(world.app, first=day, last=day).as_json()
+        report = [{**r.as_json(), "account": mask(r.account)}
+                  for r in daily_report(world.app, day)]
+    return {"day": day.isoformat(), "statements": statements,
+            "match_rate": matching["match_rate"], "matched_lines": matching["matched_lines"],
+            "lines": matching["lines"], "matches": matching["matches"],
+            "reconciled": matching["reconciled"], "exceptions": matching["new_exceptions"],
+            "accounts": [{k: r[k] for k in ("account", "bank_closing", "ledger_balance",
+                                            "difference", "unmatched_lines")} for r in report]}
 
 
 def default_home(base: Path, now: date | datetime | None = None) -> Path:

@@ -7,8 +7,9 @@ SETTLED, an alert is raised, and the next round tries again.
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import insert, select
 
@@ -48,7 +49,8 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
     """Download, check and keep the receipts of up to ``limit`` settled payments.
 
     Receipts are asked for ``per_request`` at a time (a bank with batch download answers each
-    such request in one signed message; others one by one), ``threads`` requests at once."""
+    such request in one signed message; others one by one), ``threads`` requests at once;
+    each answer is stored (one transaction) while the next ones are still on their way."""
     result = ReceiptResult()
     with app.sessions() as s:
         todo = s.execute(
@@ -78,7 +80,14 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
     for code in by_bank:
         banks[code]  # open connectors before the threads share them
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
-        fetched = [item for part in pool.map(fetch, jobs) for item in part]
+        for done in as_completed([pool.submit(fetch, job) for job in jobs]):
+            _store(app, done.result(), result, actor)
+    return result
+
+
+def _store(app: App, fetched: list[tuple[int, DownloadedReceipt | BankError]],
+           result: ReceiptResult, actor: str) -> None:
+    """Record one answer's verified receipts; alert on any whose signature fails."""
     good: dict[int, DownloadedReceipt] = {}
     bad: list[int] = []
     for pid, got in fetched:
@@ -97,8 +106,7 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
                                      Payment.state == S.SETTLED.value)
             .where(~select(ReceiptRow.id).where(ReceiptRow.payment_id == Payment.id).exists())
             .with_for_update()).scalars()) if good else set()
-        stored = {pid: relative_to_home(app, good[pid].path)  # type: ignore[arg-type]
-                  for pid in sorted(still)}
+        stored = _relative(app, {pid: good[pid].path for pid in sorted(still)})  # type: ignore[misc]
         if still:
             s.execute(insert(ReceiptRow), [
                 {"payment_id": pid, "bank_reference": good[pid].receipt.bank_reference,
@@ -117,7 +125,24 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
                         message="receipts whose signature does not verify were not stored; "
                                 "ask the bank, do not trust these documents",
                         details={"payment_ids": bad[:1000]}))
-    result.collected = len(still)
-    result.bad_signature = len(bad)
-    result.files = [stored[pid] for pid in sorted(still)[:50]]
-    return result
+    result.collected += len(still)
+    result.bad_signature += len(bad)
+    result.files += [stored[pid] for pid in sorted(still)][:max(0, 50 - len(result.files))]
+
+
+def _relative(app: App, paths: dict[int, Path]) -> dict[int, str]:
+    """``relative_to_home`` for many archive files: each folder is resolved once, not each
+    file (the archive creates regular files, never links, so a file resolves to its
+    resolved folder plus its name)."""
+    home = app.settings.home.resolve()
+    folders: dict[Path, Path] = {}
+    out = {}
+    for pid, path in paths.items():
+        folder = folders.get(path.parent)
+        if folder is None:
+            folder = folders[path.parent] = path.parent.resolve()
+        try:
+            out[pid] = str((folder / path.name).relative_to(home))
+        except ValueError:
+            out[pid] = relative_to_home(app, path)
+    return out
