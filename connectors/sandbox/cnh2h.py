@@ -153,8 +153,10 @@ def render_statement(stmt: AccountStatement) -> dict[str, Any]:
             "银行流水号": entry.bank_reference,
             "对方户名": detail.counterparty_name if detail else "",
             "对方账号": detail.counterparty_account if detail else "",
-            "摘要": {"fee": "手续费", "return": "退票"}.get(entry.kind,
-                                                         (detail.remittance if detail else "") or ""),
+            # A fee line says which transfer it charges for, as Chinese banks' 摘要 do.
+            "摘要": (detail.remittance if entry.kind == "fee" and detail and detail.remittance
+                   else {"fee": "手续费", "return": "退票"}.get(
+                       entry.kind, (detail.remittance if detail else "") or "")),
             "冲正": entry.reversal, "笔数": len(entry.details) or 1,
         })
     return {"账号": stmt.account, "币种": stmt.currency, "户名": stmt.owner_name,

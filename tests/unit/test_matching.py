@@ -4,7 +4,6 @@ order of the rules, one-to-many and many-to-one, returns, candidates, and a gene
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -158,7 +157,8 @@ def test_exact_reference_by_bank_reference() -> None:
 
 
 @pytest.mark.parametrize("change", [{"account": OTHER}, {"currency": "USD"},
-                                    {"amount_minor": -5001}, {"amount_minor": 5000}])
+                                    {"amount_minor": -4999}, {"amount_minor": -15001},
+                                    {"amount_minor": 5000}])
 def test_exact_reference_stays_quiet_on_its_near_miss(change: dict) -> None:
     """The reference is right, but the account, currency, amount or direction is not."""
     r = match(payments({"payment_id": 1, "amount_minor": 5000}),
@@ -170,7 +170,8 @@ def test_exact_reference_stays_quiet_on_its_near_miss(change: dict) -> None:
 def test_amount_tolerance() -> None:
     p = payments({"payment_id": 1, "amount_minor": 5000})
     ls = lines({"line_id": 10, "amount_minor": -5001, "end_to_end_id": e2e(1)})
-    assert match(p, ls).matches.empty or only(match(p, ls))[2] != "exact_reference"
+    # Without a tolerance one fen more reads as a fee of 0.01 (rule 4), not as equal.
+    assert only(match(p, ls)) == one(10, 1, MatchRule.AMOUNT_PLUS_FEE)
     r = match(p, ls, MatchParams(amount_tolerance_minor=2))
     assert only(r) == one(10, 1, MatchRule.EXACT_REFERENCE)
     assert r.matches.iloc[0]["score"] == 0.95
@@ -239,7 +240,7 @@ NAME = "北京华联科技有限公司"
 
 @pytest.mark.parametrize("shown", [
     "北京华联科技有限公司", "北京华联科技有限责任公司", "北京 华联科技 有限公司",
-    "北京　华联科技有限公司", "ＢＥＩＪＩＮＧ华联科技有限公司"[0:0] + "北京华联科技有限公司",
+    "北京　华联科技有限公司", "北京华联科技有限公司。",
 ])
 def test_name_rule_reads_variants(shown: str) -> None:
     r = match(payments({"payment_id": 1, "amount_minor": 98765}),
@@ -263,7 +264,7 @@ def test_name_rule_reads_latin_names() -> None:
     {"value_date": D + timedelta(days=4)},                         # outside the window
     {"value_date": D - timedelta(days=4)},
     {"counterparty_account": "6222020200000000999"},               # another payee account
-    {"amount_minor": -98766},
+    {"amount_minor": -98764},
 ])
 def test_name_rule_stays_quiet_on_its_near_miss(change: dict) -> None:
     r = match(payments({"payment_id": 1, "amount_minor": 98765}),
@@ -277,7 +278,7 @@ def test_unreadable_name_needs_the_payee_account() -> None:
     p = payments({"payment_id": 1, "amount_minor": 98765})
     unreadable = {"line_id": 10, "amount_minor": -98765, "counterparty_name": "??????????"}
     assert match(p, lines(unreadable)).matches.empty
-    r = match(p, lines({**unreadable, "counterparty_account": "6222 0202 0000 0000 01"}))
+    r = match(p, lines({**unreadable, "counterparty_account": "6222 0202 0000 0000 001"}))
     assert only(r) == one(10, 1, MatchRule.AMOUNT_ACCOUNT_DATE_NAME)
     masked = match(p, lines({**unreadable, "counterparty_account": "6222********0001"}))
     assert only(masked) == one(10, 1, MatchRule.AMOUNT_ACCOUNT_DATE_NAME)
@@ -557,8 +558,8 @@ def test_params_are_checked() -> None:
 def test_params_from_reconciliation_config() -> None:
     from config.reconciliation import Reconciliation
 
-    cfg = Reconciliation(max_fee={"CNY": Decimal("100"), "JPY": Decimal("300")},
-                         amount_tolerance={"USD": Decimal("0.01")})
+    cfg = Reconciliation(max_fee={"CNY": "100.00", "JPY": "300"},
+                         amount_tolerance={"USD": "0.01"})
     params = MatchParams.from_config(cfg)
     assert params.date_window_days == 3 and params.name_similarity_min == 0.85
     assert params.max_fee_for("CNY") == 10_000 and params.max_fee_for("JPY") == 300
@@ -566,7 +567,7 @@ def test_params_from_reconciliation_config() -> None:
     assert params.tolerance_for("USD") == 1 and params.tolerance_for("CNY") == 0
 
 
-# --- a generated month -------------------------------------------------------------------------------
+# --- a generated month ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def month() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, MatchResult]:
@@ -621,7 +622,6 @@ def test_generated_month_invariants(month) -> None:
 def test_generated_month_candidates(month) -> None:
     p, ls, truth, r = month
     c = r.candidates
-    assert c.groupby(["side", "line_id"]).size().le(3).all() or True
     per_item = c.assign(item=np.where(c["side"] == "line", c["line_id"], c["payment_id"]))
     assert per_item.groupby(["side", "item"]).size().max() <= 3
     assert set(c.loc[c["side"] == "line", "line_id"]) <= set(r.unmatched_lines["line_id"])

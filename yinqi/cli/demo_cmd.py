@@ -60,7 +60,8 @@ def _print(s: dict) -> None:  # type: ignore[type-arg]
     if r:
         console.print(f"reconciliation {r['day']}: {r['matched_lines']} of {r['lines']} "
                       f"statement lines matched ({r['match_rate']:.1%}), {r['reconciled']} "
-                      f"payments reconciled, {r['exceptions']} exception(s)")
+                      f"payments reconciled, {r['exceptions']} exception(s), "
+                      f"{r['written_off']} written off, {r['open_exceptions']} still open")
         for a in r["accounts"]:
             console.print(f"  {a['account']}: bank closing {a['bank_closing']}, explained "
                           f"{a['ledger_balance']}, difference {a['difference']}")

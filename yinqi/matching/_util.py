@@ -1,4 +1,4 @@
-"""Array helpers of the matcher: joins, one-to-one assignment, formatting. No Python loop per row."""
+"""Array helpers of the matcher: joins, one-to-one assignment, text. No Python loop per row."""
 
 from __future__ import annotations
 
@@ -58,20 +58,6 @@ def codes_of(*columns: pd.Series, normalise: str | None = None) -> list[np.ndarr
     for c in columns:
         out.append(codes[start:start + len(c)].astype(np.int64))
         start += len(c)
-    return out
-
-
-def lookup(keys: pd.Series, targets: pd.Series) -> np.ndarray:
-    """For each target, the row of ``keys`` holding the same value, or -1 (NA, absent, or held
-    by more than one row: an ambiguous reference refers to nothing)."""
-    keys = pd.Series(keys, copy=False).reset_index(drop=True)
-    usable = keys.notna() & ~keys.duplicated(keep=False)
-    rows = np.flatnonzero(usable.to_numpy())
-    if rows.size == 0 or len(targets) == 0:
-        return np.full(len(targets), -1, dtype=np.int64)
-    index = pd.Index(keys.iloc[rows])
-    got = index.get_indexer(pd.Series(targets, copy=False))
-    out = np.where(got >= 0, rows[np.maximum(got, 0)], -1).astype(np.int64)
     return out
 
 

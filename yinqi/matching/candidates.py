@@ -41,8 +41,9 @@ def _empty() -> pd.DataFrame:
 
 def _nearest(left: pd.DataFrame, right: pd.DataFrame, by: list[str], on: str,
              direction: str, left_id: str, right_id: str) -> tuple[np.ndarray, np.ndarray]:
-    a = left.sort_values(on, kind="stable")
-    b = right[[*by, on, right_id]].sort_values(on, kind="stable")
+    # Sorted by the key, then by id: among equally near candidates the choice is stable.
+    a = left.sort_values([on, "id"], kind="stable")
+    b = right.sort_values([on, "id"], kind="stable")[[*by, on, right_id]]
     m = pd.merge_asof(a[[*by, on, left_id]], b, on=on, by=by, direction=direction,
                       allow_exact_matches=True)
     found = m[right_id].notna().to_numpy()
@@ -72,9 +73,11 @@ def suggest(ctx: _Context) -> pd.DataFrame:
         found_l.append(lines[ok])
         found_p.append(r[ok])
 
-    L = pd.DataFrame({"l": lines, "a": ctx.l_acct[lines], "amt": np.abs(ctx.l_amt[lines]),
+    L = pd.DataFrame({"l": lines, "id": ctx.l_id[lines], "a": ctx.l_acct[lines],
+                      "amt": np.abs(ctx.l_amt[lines]),
                       "d": ctx.l_day[lines]})
-    P = pd.DataFrame({"p": pays, "a": ctx.p_acct[pays], "amt": ctx.p_amt[pays],
+    P = pd.DataFrame({"p": pays, "id": ctx.p_id[pays], "a": ctx.p_acct[pays],
+                      "amt": ctx.p_amt[pays],
                       "d": ctx.p_day[pays]})
     searches = ((["a", "amt"], "d", ("nearest",)), (["amt"], "d", ("nearest",)),
                 (["a"], "amt", ("backward", "forward")))

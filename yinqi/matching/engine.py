@@ -380,7 +380,10 @@ class _Context:
 
     def take(self, rule: MatchRule, score: np.ndarray, explanation: np.ndarray,
              li: np.ndarray, pi: np.ndarray, *, principal: bool = True) -> np.ndarray:
-        """Record one-to-one matches (line li[k] with payment pi[k])."""
+        """Record one-to-one matches (line li[k] with payment pi[k]), in line id order."""
+        order = np.argsort(self.l_id[li], kind="stable")
+        li, pi = li[order], pi[order]
+        score, explanation = np.asarray(score)[order], np.asarray(explanation)[order]
         k = np.arange(len(li))
         ids = self.out.add(rule, score, explanation, k, li, k, pi)
         self.line_match[li] = ids
@@ -500,7 +503,8 @@ def _batch_booking(ctx: _Context) -> None:
     first_row = prow[order][starts]                               # one payment of each group
     g_batch, g_acct, g_day = ctx.p_batch[first_row], ctx.p_acct[first_row], ctx.p_day[first_row]
     ngroups = len(starts)
-    group_ids = np.arange(ngroups, dtype=np.int64)
+    # A group's id for ordering and ties: its smallest payment id (row order says nothing).
+    group_ids = np.minimum.reduceat(ctx.p_id[prow][order], starts)
     W = ctx.params.date_window_days
 
     def choose(li: np.ndarray, g: np.ndarray, base: float) -> tuple[np.ndarray, ...]:
@@ -517,6 +521,8 @@ def _batch_booking(ctx: _Context) -> None:
 
     def record(li: np.ndarray, g: np.ndarray, score: np.ndarray, amb: np.ndarray,
                keyed: bool) -> None:
+        order = np.argsort(ctx.l_id[li], kind="stable")
+        li, g, score, amb = li[order], g[order], score[order], amb[order]
         k = np.arange(len(li))
         match_of_group = np.full(ngroups, -1, dtype=np.int64)
         match_of_group[g] = k
@@ -543,7 +549,7 @@ def _batch_booking(ctx: _Context) -> None:
     keyed = keyed[known[ctx.l_batch[keyed]]]
     if keyed.size:
         left = pd.DataFrame({"l": keyed, "b": ctx.l_batch[keyed], "a": ctx.l_acct[keyed]})
-        right = pd.DataFrame({"g": group_ids, "b": g_batch, "a": g_acct})
+        right = pd.DataFrame({"g": np.arange(ngroups), "b": g_batch, "a": g_acct})
         m = left.merge(right, on=["b", "a"], how="inner", sort=False)
         record(*choose(m["l"].to_numpy(), m["g"].to_numpy(), 1.0), keyed=True)
 
@@ -676,7 +682,9 @@ def _amount_plus_fee(ctx: _Context) -> None:
     refs = np.stack([ctx.ref_e2e[rows], ctx.ref_bref[rows], ctx.remit_refs(rows)])
     named_any = (refs >= 0).any(axis=0)
     p = np.maximum(refs, 0)
-    ok = (refs >= 0) & (ctx.pay_match[p] >= 0) & (ctx.p_acct[p] == ctx.l_acct[rows])
+    # A line of exactly the payment's amount is a repeat of its debit, not a charge.
+    ok = ((refs >= 0) & (ctx.pay_match[p] >= 0) & (ctx.p_acct[p] == ctx.l_acct[rows])
+          & (-ctx.l_amt[rows] != ctx.p_amt[p]))
     kind_all = np.argmax(ok, axis=0)
     target = np.where(ok.any(axis=0), refs[kind_all, np.arange(rows.size)], -1)
     sel = target >= 0

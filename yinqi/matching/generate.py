@@ -163,7 +163,8 @@ class _Payees:
         spaced = name.str.slice(0, 2) + " " + name.str.slice(2)
         full = name.str.translate(_FULL_WIDTH)
         upper = name.str.upper().str.replace("CO., LTD.", "COMPANY LIMITED", regex=False)
-        both = (swapped.str.slice(0, 2) + "\u3000" + swapped.str.slice(2)).str.translate(_FULL_WIDTH)
+        both = (swapped.str.slice(0, 2) + "\u3000" + swapped.str.slice(2))
+        both = both.str.translate(_FULL_WIDTH)
         options = [name, swapped, spaced, full, upper, both]
         out = name.copy()
         for n, option in enumerate(options):
@@ -174,7 +175,8 @@ class _Payees:
         """For each payee another one whose name is clearly different (similarity < 0.5)."""
         other = rng.g.integers(0, self.count, size=len(who))
         for _ in range(20):
-            sim = dice(pd.Series(self.norm[who], dtype="str"), pd.Series(self.norm[other], dtype="str"))
+            sim = dice(pd.Series(self.norm[who], dtype="str"),
+                       pd.Series(self.norm[other], dtype="str"))
             bad = (sim >= 0.5) | (other == who)
             if not bad.any():
                 break
@@ -250,6 +252,9 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
     def acct_pick(k: int) -> np.ndarray:
         return g.choice(len(ACCOUNTS), size=k, p=ACCOUNT_WEIGHTS)
 
+    def pick_days(k: int) -> np.ndarray:
+        return rng.pick(days, k).astype(np.int64)
+
     def add_payments(key: np.ndarray, acct: np.ndarray, amount: np.ndarray, day: np.ndarray,
                      who: np.ndarray, *, batch: np.ndarray | None = None,
                      settled: bool = False) -> pd.DataFrame:
@@ -309,7 +314,7 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
 
     # --- exact references -----------------------------------------------------------------
     k = c["exact"]
-    acct, day, who = acct_pick(k), rng.pick(days, k).astype(np.int64), g.integers(0, payees.count, k)
+    acct, day, who = acct_pick(k), pick_days(k), g.integers(0, payees.count, k)
     amount, distinct = mixed_amounts(k)
     pays = add_payments(pay_keys(k), acct, amount, day, who)
     lk = line_keys(k)
@@ -340,9 +345,9 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
         sizes = batch_sizes
         total = int(sizes.sum())
         owner = np.repeat(np.arange(k), sizes)
-        acct, day = acct_pick(k), rng.pick(days, k).astype(np.int64)
+        acct, day = acct_pick(k), pick_days(k)
         keys = _cat(np.full(k, "YQB", dtype=object),
-                    pd.Series(pd.to_datetime(day, unit="D").strftime("%Y%m%d")).to_numpy(dtype=object),
+                    np.asarray(pd.to_datetime(day, unit="D").strftime("%Y%m%d"), dtype=object),
                     rng.hex(k, "", 8))
         amount = g.integers(30, 300, size=total) * 10_000 + np.where(
             rng.flag(total, 0.3), g.integers(0, 10_000, size=total), 0)
@@ -359,14 +364,15 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
     # --- names only -----------------------------------------------------------------------
     def unreferenced(k: int, extra: np.ndarray, rule: MatchRule, category: str,
                      itemise: bool = False) -> None:
-        acct, day, who = acct_pick(k), rng.pick(days, k).astype(np.int64), g.integers(0, payees.count, k)
+        acct, day, who = acct_pick(k), pick_days(k), g.integers(0, payees.count, k)
         amount = amounts.take(k)
         pays = add_payments(pay_keys(k), acct, amount, day, who)
         lk = line_keys(k)
         name = payees.variant(rng, who)
         shown = rng.flag(k, 0.5)
-        masked = _cat(pd.Series(payees.account[who], dtype="str").str.slice(0, 4).to_numpy(dtype=object),
-                      "********", pd.Series(payees.account[who], dtype="str").str.slice(-4).to_numpy(dtype=object))
+        account = pd.Series(payees.account[who], dtype="str")
+        masked = _cat(account.str.slice(0, 4).to_numpy(dtype=object), "********",
+                      account.str.slice(-4).to_numpy(dtype=object))
         cacct = np.where(shown, np.where(rng.flag(k, 0.2), masked, payees.account[who]), None)
         # MT940: '?' for every Chinese character; then the account must be shown.
         mt940 = rng.flag(k, 0.05)
@@ -387,7 +393,7 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
     fee = rng.pick(FEES, k).astype(np.int64)
     unreferenced(k - with_ref, fee[with_ref:], MatchRule.AMOUNT_PLUS_FEE, "fee_included",
                  itemise=True)
-    acct, day, who = acct_pick(with_ref), rng.pick(days, with_ref).astype(np.int64), \
+    acct, day, who = acct_pick(with_ref), pick_days(with_ref), \
         g.integers(0, payees.count, with_ref)
     amount, _ = mixed_amounts(with_ref)
     pays = add_payments(pay_keys(with_ref), acct, amount, day, who)
@@ -399,7 +405,7 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
 
     # --- separate fee lines -------------------------------------------------------------
     k = c["fee_separate"]
-    acct, day, who = acct_pick(k), rng.pick(days, k).astype(np.int64), g.integers(0, payees.count, k)
+    acct, day, who = acct_pick(k), pick_days(k), g.integers(0, payees.count, k)
     amount, _ = mixed_amounts(k)
     pays = add_payments(pay_keys(k), acct, amount, day, who)
     principal, fee_line = line_keys(k), line_keys(k)
@@ -423,7 +429,7 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
     earlier = k - from_here
     chosen = exact_pays.iloc[g.choice(len(exact_pays), size=from_here, replace=False)] \
         if from_here else exact_pays.iloc[:0]
-    acct, day, who = acct_pick(earlier), rng.pick(days, earlier).astype(np.int64) - 10, \
+    acct, day, who = acct_pick(earlier), pick_days(earlier) - 10, \
         g.integers(0, payees.count, earlier)
     old = add_payments(pay_keys(earlier), acct, amounts.take(earlier), day, who, settled=True)
     returned = pd.concat([chosen, old], ignore_index=True)
@@ -445,7 +451,7 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
 
     # --- near-misses: an open payment and a line that resembles it, but must not match -----
     k = c["near_miss"]
-    acct, day, who = acct_pick(k), rng.pick(days, k).astype(np.int64), g.integers(0, payees.count, k)
+    acct, day, who = acct_pick(k), pick_days(k), g.integers(0, payees.count, k)
     amount = amounts.take(k)
     pays = add_payments(pay_keys(k), acct, amount, day, who)
     lk = line_keys(k)
@@ -468,13 +474,13 @@ def generate(n: int, seed: int = 0, *, params: MatchParams | None = None, mix: M
 
     # --- pending payments: no line yet ------------------------------------------------------
     k = c["pending"]
-    add_payments(pay_keys(k), acct_pick(k), amounts.take(k), rng.pick(days, k).astype(np.int64),
+    add_payments(pay_keys(k), acct_pick(k), amounts.take(k), pick_days(k),
                  g.integers(0, payees.count, k))
 
     # --- noise ------------------------------------------------------------------------------
     k = c["noise"]
     kind = g.choice(4, size=k, p=[0.6, 0.1, 0.2, 0.1])
-    acct, day = acct_pick(k), rng.pick(days, k).astype(np.int64)
+    acct, day = acct_pick(k), pick_days(k)
     customers = _Payees(rng, max(50, k // 10))
     cust = g.integers(0, customers.count, size=k)
     amount = np.select([kind == 0, kind == 1, kind == 2],
@@ -572,7 +578,8 @@ def evaluate(result: object, truth: pd.DataFrame) -> dict[str, object]:
     matches: pd.DataFrame = result.matches  # type: ignore[attr-defined]
     on_line = items.dropna(subset=["line_id"])[["match_id", "line_id"]]
     on_pay = items.dropna(subset=["payment_id"])[["match_id", "payment_id"]]
-    pred = on_line.merge(on_pay, on="match_id").astype({"line_id": np.int64, "payment_id": np.int64})
+    pred = on_line.merge(on_pay, on="match_id").astype({"line_id": np.int64,
+                                                        "payment_id": np.int64})
     pred = pred.merge(matches[["match_id", "rule"]], on="match_id")
     want = truth.dropna(subset=["payment_id"]).astype({"payment_id": np.int64})
     both = pred.merge(want[["line_id", "payment_id"]], on=["line_id", "payment_id"])
@@ -589,7 +596,8 @@ def evaluate(result: object, truth: pd.DataFrame) -> dict[str, object]:
     right_ids = per.index[right]
     rule_wrong = int((rule_of_line.reindex(right_ids) != want_rule.reindex(right_ids)).sum())
     category = truth.drop_duplicates("line_id").set_index("line_id")["category"]
-    got = pd.Series(right.reindex(category.index, fill_value=False).to_numpy(), index=category.index)
+    got = pd.Series(right.reindex(category.index, fill_value=False).to_numpy(),
+                    index=category.index)
     matched_any = pd.Series((per["pred"] > 0).reindex(category.index, fill_value=False).to_numpy(),
                             index=category.index)
     by_category = pd.DataFrame({"lines": category.groupby(category).size(),

@@ -124,7 +124,8 @@ class NameBook:
         codes, uniques = pd.factorize(pd.Series(names, copy=False), use_na_sentinel=True)
         normalised = normalise_names(pd.Series(uniques, dtype="str"))
         ncodes, distinct = pd.factorize(normalised, use_na_sentinel=True)
-        self.codes = np.where(codes >= 0, ncodes[np.maximum(codes, 0)], -1).astype(np.int64)
+        ncodes = np.append(ncodes, -1)              # code -1 (no name) stays -1
+        self.codes = ncodes[codes].astype(np.int64)
         self.names = np.asarray(distinct, dtype=object).astype(str)
         self.lengths = np.strings.str_len(self.names).astype(np.int64)
         self.sets = BigramSets(self.names)

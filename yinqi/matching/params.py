@@ -12,7 +12,8 @@ from typing import Any
 from yinqi.currency import CURRENCIES
 
 # End-to-end IDs as Yinqi makes them: "YQ" + 32 hex digits, or a rerun's "YQ" + 30 hex + "Rnn".
-DEFAULT_REFERENCE_PATTERN = r"(?<![0-9A-Za-z])YQ[0-9A-F]{30}(?:[0-9A-F]{2}|R[0-9]{2})(?![0-9A-Za-z])"
+DEFAULT_REFERENCE_PATTERN = (r"(?<![0-9A-Za-z])YQ[0-9A-F]{30}(?:[0-9A-F]{2}|R[0-9]{2})"
+                             r"(?![0-9A-Za-z])")
 # A line's remittance text that says it is the charge for a transfer (not an account fee).
 DEFAULT_FEE_PATTERN = r"手续费|汇划费|转账费|(?i:\bcharges?\b|\btransfer fee\b|\bcommission\b)"
 

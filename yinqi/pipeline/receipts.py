@@ -36,6 +36,14 @@ class ReceiptResult:
     files: list[str] = field(default_factory=list)
 
 
+#: Booked payments whose receipt is still to be collected (reconciliation may come first).
+WANT_RECEIPT = (S.SETTLED.value, S.RECONCILED.value)
+
+
+def _has_receipt():  # type: ignore[no-untyped-def]
+    return select(ReceiptRow.id).where(ReceiptRow.payment_id == Payment.id).exists()
+
+
 def waiting_for_receipts(app: App) -> int:
     from sqlalchemy import func
 
@@ -56,7 +64,7 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
         todo = s.execute(
             select(Payment.id, Payment.end_to_end_id, Batch.bank)
             .join(Batch, Batch.id == Payment.batch_id)
-            .where(Payment.state == S.SETTLED.value)
+            .where(Payment.state.in_(WANT_RECEIPT), ~_has_receipt())
             .order_by(Payment.id).limit(limit)).all()
     if not todo:
         return result
@@ -101,11 +109,14 @@ def _store(app: App, fetched: list[tuple[int, DownloadedReceipt | BankError]],
         else:
             bad.append(pid)
     with app.sessions.begin() as s:
-        still = set(s.execute(
-            select(Payment.id).where(Payment.id.in_(list(good)),
-                                     Payment.state == S.SETTLED.value)
-            .where(~select(ReceiptRow.id).where(ReceiptRow.payment_id == Payment.id).exists())
-            .with_for_update()).scalars()) if good else set()
+        states = dict(s.execute(
+            select(Payment.id, Payment.state).where(Payment.id.in_(list(good)),
+                                                    Payment.state.in_(WANT_RECEIPT))
+            .where(~_has_receipt()).with_for_update()).all()) if good else {}
+        still = set(states)
+        # A payment reconciled before its receipt came keeps RECONCILED: the receipt is
+        # evidence, not a step it has to go back for.
+        settled = sorted(p for p, st in states.items() if st == S.SETTLED.value)
         stored = _relative(app, {pid: good[pid].path for pid in sorted(still)})  # type: ignore[misc]
         if still:
             s.execute(insert(ReceiptRow), [
@@ -113,8 +124,9 @@ def _store(app: App, fetched: list[tuple[int, DownloadedReceipt | BankError]],
                  "verification_code": good[pid].receipt.verification_code,
                  "file_path": stored[pid],
                  "sha256": good[pid].sha256, "signature_valid": True} for pid in sorted(still)])
-            move_payments(s, app.audit, sorted(still), S.RECEIPTED, actor=actor,
-                          reason="bank receipt collected and its signature verified")
+            if settled:
+                move_payments(s, app.audit, settled, S.RECEIPTED, actor=actor,
+                              reason="bank receipt collected and its signature verified")
             app.audit.append(s, actor=actor, action="receipt.collected", subject_type="payment",
                              subject_ids=sorted(still),
                              details={"sha256": {str(pid): good[pid].sha256

@@ -36,7 +36,8 @@ class AccountDay:
     matched_amount: str
     unmatched_lines: int
     unmatched_amount: str
-    ledger_balance: str | None  # bank opening + every entry Yinqi can explain
+    written_off_lines: int
+    ledger_balance: str | None  # bank opening + every entry matched or written off
     difference: str | None  # bank closing - ledger balance: what is still unexplained
     payments: int  # Yinqi payments executed that day that the bank booked
     payments_reconciled: int
@@ -78,11 +79,16 @@ def _account_day(s: Any, number: str, currency: str, day: date) -> AccountDay:
     lines, total = s.execute(base).one() if ids else (0, 0)
     matched, matched_sum = s.execute(base.where(LineRow.id.in_(matched_ids))).one() \
         if ids else (0, 0)
+    written_ids = select(ReconException.statement_line_id).where(
+        ReconException.status == "written_off", ReconException.statement_line_id.is_not(None))
+    written, written_sum = s.execute(base.where(LineRow.id.in_(written_ids))).one() \
+        if ids else (0, 0)
     opening = min(accepted, key=lambda st: (st.from_date, st.id)).opening_minor \
         if accepted else None
     closing = max(accepted, key=lambda st: (st.to_date, st.id)).closing_minor \
         if accepted else None
-    ledger = None if opening is None else opening + int(matched_sum)
+    # Explained: matched to payments, or written off by an operator with a reason.
+    ledger = None if opening is None else opening + int(matched_sum) + int(written_sum)
     account_id = s.execute(select(BankAccount.id).where(BankAccount.number == number)
                            ).scalar_one_or_none()
     pays = dict(s.execute(select(Payment.state, func.count()).join(
@@ -96,8 +102,9 @@ def _account_day(s: Any, number: str, currency: str, day: date) -> AccountDay:
         account=number, currency=currency, day=day, statements=len(accepted),
         bank_opening=amount(opening), bank_closing=amount(closing), lines=int(lines),
         matched_lines=int(matched), matched_amount=amount(int(matched_sum)) or "0",
-        unmatched_lines=int(lines) - int(matched),
-        unmatched_amount=amount(int(total) - int(matched_sum)) or "0",
+        unmatched_lines=int(lines) - int(matched) - int(written),
+        unmatched_amount=amount(int(total) - int(matched_sum) - int(written_sum)) or "0",
+        written_off_lines=int(written),
         ledger_balance=amount(ledger),
         difference=amount(closing - ledger) if closing is not None and ledger is not None
         else None,
@@ -108,7 +115,7 @@ def _account_day(s: Any, number: str, currency: str, day: date) -> AccountDay:
 
 COLUMNS = ("account", "currency", "day", "bank_opening", "bank_closing", "ledger_balance",
            "difference", "lines", "matched_lines", "matched_amount", "unmatched_lines",
-           "unmatched_amount", "payments", "payments_reconciled", "payments_unmatched",
+           "unmatched_amount", "written_off_lines", "payments", "payments_reconciled", "payments_unmatched",
            "open_exceptions", "quarantined_statements")
 
 
