@@ -6,7 +6,8 @@ Each size prints one line (one JSON object with ``--json``): ``lines``, ``paymen
 ``matches``, ``total_seconds`` (``yinqi.matching.match`` from DataFrames in to result out,
 candidates for the exceptions queue included), ``rule_seconds`` (per rule, plus prepare,
 candidates and assemble), ``generate_seconds`` (making the data, not counted in the total),
-``peak_rss_mb`` (the whole process, data included), ``input_rss_mb`` (resident size once the
+``cpu_seconds`` (this process's CPU time during the total: steadier than wall time on a
+shared machine), ``peak_rss_mb`` (the whole process, data included), ``input_rss_mb`` (resident size once the
 data is made, before matching), ``precision`` and ``recall`` against the generator's truth
 (per line: the payments a match gives it must be exactly the true ones; recall counts the
 lines the truth matches), ``false_matches`` and ``lines_per_second``. With several sizes each
@@ -42,15 +43,16 @@ def measure(lines: int, seed: int) -> dict[str, object]:
     payments, statement, truth = generate(lines, seed)
     generated = time.perf_counter() - start
     before = _rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = match(payments, statement)
-    total = time.perf_counter() - start
+    total, cpu = time.perf_counter() - start, time.process_time() - cpu
     quality = evaluate(result, truth)
     return {
         "lines": len(statement),
         "payments": len(payments),
         "matches": len(result.matches),
         "total_seconds": round(total, 3),
+        "cpu_seconds": round(cpu, 3),
         "rule_seconds": {step: round(result.timings.get(step, 0.0), 3) for step in STEPS},
         "generate_seconds": round(generated, 3),
         # ru_maxrss is in kilobytes on Linux.

@@ -115,6 +115,16 @@ def test_empty_inputs() -> None:
     assert len(r.returned_payment_ids) == 0
 
 
+def test_one_side_empty() -> None:
+    p = payments({"payment_id": 1, "amount_minor": 100})
+    ls = lines({"line_id": 1, "amount_minor": -100, "end_to_end_id": e2e(1)})
+    r = match(p.iloc[:0], ls)
+    assert r.matches.empty and r.unmatched_lines["line_id"].tolist() == [1]
+    r = match(p, ls.iloc[:0])
+    assert r.matches.empty and r.unmatched_payments["payment_id"].tolist() == [1]
+    assert r.candidates.empty
+
+
 def test_amounts_must_be_integer_minor_units() -> None:
     p = payments({"payment_id": 1, "amount_minor": 100})
     p["amount_minor"] = p["amount_minor"].astype(float)
@@ -315,6 +325,19 @@ def test_the_better_candidate_wins() -> None:
                 "value_date": D + timedelta(days=6)})
     assert pairs(match(p, ls)) == {one(10, 1, MatchRule.AMOUNT_ACCOUNT_DATE_NAME),
                                    one(11, 2, MatchRule.AMOUNT_ACCOUNT_DATE_NAME)}
+
+
+def test_a_payroll_of_equal_amounts_is_compared_by_exact_payee() -> None:
+    """300 equal salaries without references: 90,000 possible pairs, more than
+    max_pairs_per_amount, so only equal (normalised) names pair up; the result is the same."""
+    n = 300
+    p = payments(*({"payment_id": i, "amount_minor": 800000, "creditor_name": f"员工{i:03d}",
+                    "creditor_account": f"62220202{i:011d}"} for i in range(1, n + 1)))
+    ls = lines(*({"line_id": 1000 + i, "amount_minor": -800000,
+                  "counterparty_name": f"员工 {i:03d}"} for i in range(1, n + 1)))
+    want = {one(1000 + i, i, MatchRule.AMOUNT_ACCOUNT_DATE_NAME) for i in range(1, n + 1)}
+    assert pairs(match(p, ls)) == want
+    assert pairs(match(p, ls, MatchParams(max_pairs_per_amount=10**9))) == want
 
 
 # --- rule 4: amount plus bank fee ----------------------------------------------------------
@@ -652,6 +675,99 @@ def test_row_order_does_not_change_the_matches(seed: int, shuffle: int) -> None:
     second = match(p.iloc[rng.permutation(len(p))], ls.iloc[rng.permutation(len(ls))])
     assert pairs(first) == pairs(second)
     assert first.returned_payment_ids.equals(second.returned_payment_ids)
+
+
+NAMES = (NAME, "北京华联科技有限责任公司", "上海安达物流有限公司", "王芳", "王芳芳", "??????", None)
+
+
+@st.composite
+def small_world(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A handful of payments and lines drawn from few accounts, amounts, names and days, so
+    that references, equal amounts, fees, batches and returns collide in every way."""
+    n_pay = draw(st.integers(0, 12))
+    n_line = draw(st.integers(0, 12))
+    amounts = st.sampled_from([5000, 5050, 10000, 15000, 20000, 30000])
+    days = st.integers(-5, 5).map(lambda k: D + timedelta(days=k))
+    pays = [{"payment_id": i + 1, "amount_minor": draw(amounts), "value_date": draw(days),
+             "account": draw(st.sampled_from([ACCT, OTHER])),
+             "batch_key": draw(st.sampled_from([None, "B1", "B2"])),
+             "bank_reference": draw(st.sampled_from([None, f"P{i}", "PX"])),
+             "creditor_name": draw(st.sampled_from(NAMES[:5])),
+             "settled": draw(st.booleans())} for i in range(n_pay)]
+    refs = st.sampled_from([None, "YQ-UNKNOWN", *(e2e(i + 1) for i in range(n_pay))])
+    ls = [{"line_id": 100 + i,
+           "amount_minor": draw(st.sampled_from([-1, 1])) * draw(
+               st.sampled_from([5000, 5050, 10000, 15000, 25000, 30000, 50, 100])),
+           "value_date": draw(days), "booking_date": draw(days),
+           "account": draw(st.sampled_from([ACCT, OTHER])),
+           "end_to_end_id": draw(refs), "bank_reference": draw(st.sampled_from([None, "P0", "PX"])),
+           "batch_key": draw(st.sampled_from([None, "B1", "B2", "B9"])),
+           "counterparty_name": draw(st.sampled_from(NAMES)),
+           "counterparty_account": draw(st.sampled_from([None, "6222020200000000001",
+                                                         "6222********0001", "1"])),
+           "remittance": draw(st.sampled_from([None, "手续费", "账户管理费", "退票",
+                                               *(f"退票 {e2e(i + 1)}" for i in range(n_pay))])),
+           "is_reversal": draw(st.booleans())} for i in range(n_line)]
+    p = payments(*pays) if pays else payments({"payment_id": 1, "amount_minor": 1}).iloc[:0]
+    if not pays:
+        p = p.assign(settled=pd.Series(dtype=bool))
+    line_frame = lines(*ls) if ls else lines({"line_id": 1, "amount_minor": 1}).iloc[:0]
+    return p, line_frame
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_world())
+def test_any_small_world_gives_a_consistent_result(world: tuple[pd.DataFrame, pd.DataFrame]
+                                                  ) -> None:
+    p, ls = world
+    r = match(p, ls)
+    line_ids = r.items["line_id"].dropna()
+    assert line_ids.is_unique
+    kinds = r.items.dropna(subset=["payment_id"]).merge(r.matches, on="match_id")
+    assert kinds.loc[kinds["rule"] != "return", "payment_id"].is_unique
+    assert kinds.loc[kinds["rule"] == "return", "payment_id"].is_unique
+    settled = set(p.loc[p["settled"], "payment_id"]) if len(p) else set()
+    assert not settled & set(kinds.loc[kinds["rule"] != "return", "payment_id"])
+    assert set(r.returned_payment_ids) == set(kinds.loc[kinds["rule"] == "return", "payment_id"])
+    # Every line and payment is matched or unmatched, never both.
+    assert not set(line_ids) & set(r.unmatched_lines["line_id"])
+    assert not set(kinds["payment_id"]) & set(r.unmatched_payments["payment_id"])
+    assert len(set(line_ids)) + len(r.unmatched_lines) == len(ls)
+    # Money: line amounts against payment amounts, per rule.
+    amount = ls.set_index("line_id")["amount_minor"]
+    pay_amount = p.set_index("payment_id")["amount_minor"]
+    for match_id, items in r.items.groupby("match_id"):
+        rule = r.matches.set_index("match_id").loc[match_id, "rule"]
+        out = -int(amount.reindex(items["line_id"].dropna().astype(int)).sum())
+        paid = int(pay_amount.reindex(items["payment_id"].dropna().astype(int)).sum())
+        if rule in ("exact_reference", "batch_booking", "amount_account_date_name"):
+            assert out == paid
+        elif rule == "amount_plus_fee":
+            assert paid < out
+        else:
+            assert 0 <= paid + out <= MatchParams().max_fee_minor
+    assert r.matches["score"].between(0, 1).all()
+
+
+def test_database_shaped_input_gives_the_same_result() -> None:
+    """As the loader reads them: object columns, Python dates, None for missing values."""
+    p, ls, truth = generate(2_000, seed=5)
+    want = match(p, ls)
+
+    def as_db(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.astype(object).where(frame.notna(), None)
+        for c in ("booking_date", "value_date"):
+            if c in out:
+                out[c] = [None if v is None else pd.Timestamp(v).date() for v in out[c]]
+        for c in ("payment_id", "line_id", "amount_minor"):
+            if c in out:
+                out[c] = frame[c].astype(np.int64)
+        return out
+
+    got = match(as_db(p), as_db(ls))
+    assert pairs(got) == pairs(want)
+    pd.testing.assert_frame_equal(got.matches, want.matches)
+    assert evaluate(got, truth)["precision"] == 1.0
 
 
 def test_generator_is_deterministic_and_shaped() -> None:

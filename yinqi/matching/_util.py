@@ -89,6 +89,36 @@ def band_join(left_rows: np.ndarray, left_key: np.ndarray, left_val: np.ndarray,
     return m["l"].to_numpy()[keep], m["r"].to_numpy()[keep]
 
 
+def crowded(left_key: np.ndarray, left_val: np.ndarray, right_key: np.ndarray,
+            right_val: np.ndarray, lo: int, hi: int, limit: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of :func:`band_join` that fall in a bucket whose left × right count exceeds
+    ``limit`` (a thousand equal salaries: a million pairs). (left mask, right mask)."""
+    nl, nr = len(left_key), len(right_key)
+    if nl == 0 or nr == 0 or hi < lo:
+        return np.zeros(nl, dtype=bool), np.zeros(nr, dtype=bool)
+    width = hi - lo + 1
+    first = (left_val - hi) // width
+    last = (left_val - lo) // width
+    two = np.flatnonzero(first != last)
+    k = np.concatenate([right_key, left_key, left_key[two]]).astype(np.int64)
+    b = np.concatenate([right_val // width, first, last[two]]).astype(np.int64)
+    k, b = k - k.min(), b - b.min()
+    if int(k.max()) < (1 << 20) and int(b.max()) < (1 << 42):
+        code, _ = pd.factorize((k << 42) | b)          # one int64 key: a fast hash
+    else:
+        code = pd.DataFrame({"k": k, "b": b}).groupby(["k", "b"], sort=False).ngroup()
+        code = code.to_numpy()
+    c_right, c_first, c_last = code[:nr], code[nr:nr + nl], code[nr + nl:]
+    size = int(code.max()) + 1
+    on_right = np.bincount(c_right, minlength=size)
+    on_left = np.bincount(np.concatenate([c_first, c_last]), minlength=size)
+    too_many = on_left * on_right > limit
+    left = too_many[c_first]
+    left[two] |= too_many[c_last]
+    return left, too_many[c_right]
+
+
 def group_rank(group: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Rank (0, 1, ...) of each id among the distinct ids of its group, ascending."""
     n = len(group)

@@ -56,7 +56,7 @@ def suggest(ctx: _Context) -> pd.DataFrame:
     k = params.candidates_per_item
     lines = np.flatnonzero((ctx.line_match < 0) & ctx.l_booked)
     pays = np.flatnonzero((ctx.pay_match == -1) & ~ctx.pay_returned)  # open payments
-    if k == 0 or lines.size == 0:
+    if k == 0 or lines.size == 0 or ctx.np == 0:
         return _empty()
 
     remit = np.full(ctx.nl, -1, dtype=np.int64)

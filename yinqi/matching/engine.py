@@ -9,7 +9,7 @@ over the distinct currencies of the data.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,7 +169,7 @@ class _RefIndex:
             # Rare: a reference held by several payments names none of them.
             single = ~self.index.duplicated(keep=False)
             self.rows = self.rows[single]
-            self.index = self.index[single]
+            self.index = self.index[single] if self.rows.size else None
 
     def find(self, targets: pd.Series) -> np.ndarray:
         """Per target, the payment row holding that reference, or -1 (NA, unknown, or held by
@@ -568,6 +568,40 @@ def _batch_booking(ctx: _Context) -> None:
 
 # --- rule 3: amount + account + value-date window + payee name ----------------------------
 
+def _amount_pairs(ctx: _Context, lines: np.ndarray, line_val: np.ndarray, pays: np.ndarray,
+                  pay_val: np.ndarray, lo: int, hi: int,
+                  parties: Callable[[np.ndarray, np.ndarray], _Parties]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of the same account with ``lo <= line_val - pay_val <= hi``. In crowded
+    amount buckets (see ``MatchParams.max_pairs_per_amount``) only pairs whose normalised
+    payee name or payee account is also the same."""
+    cl, cp = u.crowded(ctx.l_acct[lines], line_val, ctx.p_acct[pays], pay_val, lo, hi,
+                       ctx.params.max_pairs_per_amount)
+    li, pi = u.band_join(lines[~cl], ctx.l_acct[lines[~cl]], line_val[~cl],
+                         pays[~cp], ctx.p_acct[pays[~cp]], pay_val[~cp], lo, hi)
+    if not (cl.any() and cp.any()):
+        return li, pi
+    few_l, few_p = lines[cl], pays[cp]
+    known = parties(few_l, few_p)
+    found_l, found_p = [li], [pi]
+    for line_code, pay_code in ((known.l_name, known.p_name), (known.l_acct, known.p_acct)):
+        lc, pc = line_code[few_l], pay_code[few_p]
+        size = int(max(lc.max(initial=0), pc.max(initial=0))) + 1
+        sl, sp = lc >= 0, pc >= 0
+        a, b = u.band_join(few_l[sl], ctx.l_acct[few_l[sl]] * size + lc[sl], line_val[cl][sl],
+                           few_p[sp], ctx.p_acct[few_p[sp]] * size + pc[sp], pay_val[cp][sp],
+                           lo, hi)
+        found_l.append(a)
+        found_p.append(b)
+    both = pd.DataFrame({"l": np.concatenate(found_l), "p": np.concatenate(found_p)})
+    both = both.drop_duplicates()
+    return both["l"].to_numpy(), both["p"].to_numpy()
+
+
+def _open_parties(ctx: _Context) -> Callable[[np.ndarray, np.ndarray], _Parties]:
+    return lambda _lines, _pays: ctx.parties()
+
+
 def _payee_pairs(ctx: _Context, li: np.ndarray, pi: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                             np.ndarray]:
@@ -600,8 +634,8 @@ def _payee_score(sim: np.ndarray, agree: np.ndarray, gap: np.ndarray, window: in
 
 def _amount_account_date_name(ctx: _Context) -> None:
     lines, pays = ctx.unreferenced(ctx.open_debits()), ctx.open_payments()
-    li, pi = u.band_join(lines, ctx.l_acct[lines], -ctx.l_amt[lines],
-                         pays, ctx.p_acct[pays], ctx.p_amt[pays], -ctx.max_tol, ctx.max_tol)
+    li, pi = _amount_pairs(ctx, lines, -ctx.l_amt[lines], pays, ctx.p_amt[pays],
+                           -ctx.max_tol, ctx.max_tol, _open_parties(ctx))
     within = (np.abs(-ctx.l_amt[li] - ctx.p_amt[pi])
               <= ctx.acct_tol[np.maximum(ctx.l_acct[li], 0)])
     li, pi, sim, agree, gap, named = _payee_pairs(ctx, li[within], pi[within])
@@ -653,8 +687,8 @@ def _amount_plus_fee(ctx: _Context) -> None:
 
     # (b) fee included, no reference: account, date window and payee as in rule 3.
     lines, pays = ctx.unreferenced(ctx.open_debits()), ctx.open_payments()
-    li, pi = u.band_join(lines, ctx.l_acct[lines], -ctx.l_amt[lines],
-                         pays, ctx.p_acct[pays], ctx.p_amt[pays], 1, max(ctx.max_fee, 1))
+    li, pi = _amount_pairs(ctx, lines, -ctx.l_amt[lines], pays, ctx.p_amt[pays],
+                           1, max(ctx.max_fee, 1), _open_parties(ctx))
     if li.size:
         extra = -ctx.l_amt[li] - ctx.p_amt[pi]
         acct = np.maximum(ctx.l_acct[li], 0)
@@ -779,8 +813,8 @@ def _returns(ctx: _Context) -> None:
     rows = rows[~named_any & (ctx.line_match[rows] < 0)]
     pays = np.flatnonzero(((ctx.pay_match >= 0) | (ctx.pay_match == SETTLED_EARLIER))
                           & ~ctx.pay_returned)
-    li, pi = u.band_join(rows, ctx.l_acct[rows], ctx.l_amt[rows],
-                         pays, ctx.p_acct[pays], ctx.p_amt[pays], -ctx.max_tol, ctx.max_tol)
+    li, pi = _amount_pairs(ctx, rows, ctx.l_amt[rows], pays, ctx.p_amt[pays],
+                           -ctx.max_tol, ctx.max_tol, lambda ls, ps: _Parties(ctx, ls, ps))
     if li.size == 0:
         return
     after = ctx.l_day[li] - ctx.p_day[pi]
@@ -865,7 +899,8 @@ def match(payments: pd.DataFrame, lines: pd.DataFrame,
              (MatchRule.RETURN, _returns))
     for rule, step in steps:
         t = time.perf_counter()
-        step(ctx)
+        if ctx.np and ctx.nl:              # with one side empty there is nothing to match
+            step(ctx)
         timings[rule.value] = time.perf_counter() - t
     t = time.perf_counter()
     from yinqi.matching.candidates import suggest

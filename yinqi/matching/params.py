@@ -51,6 +51,11 @@ class MatchParams:
     candidate_min_score: float = 0.4
     #: Line statuses the rules look at (pending and information-only entries move no money).
     booked_statuses: tuple[str, ...] = ("BOOK",)
+    #: Where one account has so many lines and payments of the same amount (band) that
+    #: comparing each line with each payment would pass this many pairs (a payroll run of
+    #: equal salaries without references), those lines are only compared with payments of
+    #: the very same normalised payee name or account: memory and time stay bounded.
+    max_pairs_per_amount: int = 10_000
     #: Bound on the rounds of the one-to-one assignment (each round is vectorised; real data
     #: settles in two or three). Pairs still undecided after that stay exceptions.
     max_assignment_rounds: int = 64

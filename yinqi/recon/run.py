@@ -168,11 +168,13 @@ def _queue(s: Any, result: Any, cutoff: date) -> int:
     by_side = {side: frame.groupby("line_id" if side == "line" else "payment_id")
                for side, frame in (candidates.groupby("side") if candidates is not None and
                                    not candidates.empty else [])}
+    # Queued before: still open, or written off by an operator (that decision stands; a
+    # rerun must not put the item back in the queue).
+    queued = ReconException.status.in_(("open", "written_off"))
     open_lines = set(s.execute(select(ReconException.statement_line_id).where(
-        ReconException.status == "open", ReconException.statement_line_id.is_not(None))
-    ).scalars())
+        queued, ReconException.statement_line_id.is_not(None))).scalars())
     open_pays = set(s.execute(select(ReconException.payment_id).where(
-        ReconException.status == "open", ReconException.payment_id.is_not(None))).scalars())
+        queued, ReconException.payment_id.is_not(None))).scalars())
     rows = []
     for line in result.unmatched_lines.itertuples(index=False):
         if int(line.line_id) in open_lines:

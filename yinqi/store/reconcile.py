@@ -74,4 +74,10 @@ def load_lines(session: Session, accounts: Sequence[str] | None, first: date, la
 
 def _frame(session: Session, query: Any) -> pd.DataFrame:
     result = session.execute(query)
-    return pd.DataFrame.from_records(result.fetchall(), columns=list(result.keys()))
+    frame = pd.DataFrame.from_records(result.fetchall(), columns=list(result.keys()))
+    if frame.empty:
+        # No rows: object columns, which the matcher refuses for ids and amounts (a day with
+        # nothing left to match must still run, not fail).
+        frame = frame.astype({c: "int64" for c in ("payment_id", "line_id", "amount_minor")
+                              if c in frame.columns})
+    return frame
