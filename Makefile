@@ -42,6 +42,7 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.pain001 --json
 	$(BIN)/python -m bench.pipeline --payments 10000 --json
+	$(BIN)/python -m bench.reconcile --lines 1000000 --json
 
 # The sandbox bank on https://127.0.0.1:8443 for manual tests (Ctrl-C stops it).
 sandbox: $(STAMP)
