@@ -147,7 +147,7 @@ def test_deployments_carry_typed_parameters(world: DemoWorld, tmp_path: Path) ->
 
     from flows.deployments import deployments
 
-    found = deployments(intake_folder=tmp_path)
+    found = deployments(intake_folder=tmp_path, reconciliation=world.app.config.reconciliation)
     for d in found:
         d.apply()
     with get_client(sync_client=True) as client:
@@ -161,6 +161,16 @@ def test_deployments_carry_typed_parameters(world: DemoWorld, tmp_path: Path) ->
     assert run["poll_seconds"]["type"] == "number"
     assert run["wait_for_approval"]["type"] == "boolean"
     assert names["status-sweep"].schedules, "the status sweep must be scheduled"
+    # One daily reconciliation per account group of reconciliation.toml, on its cron and zone.
+    daily = names["reconcile-cny-accounts"]
+    [schedule] = daily.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 8 * * *",
+                                                                    "Asia/Shanghai")
+    assert daily.parameters["accounts"] == ["1202021209900123456", "1202021209900654321",
+                                            "755912345610808"]
+    assert "reconcile-usd-accounts" in names and "reconcile-range" in names
+    day = names["reconcile-range"].parameter_openapi_schema["properties"]["day"]
+    assert "date" in str(day)
 
 
 def test_the_intake_flow_imports_dropped_files_once(world: DemoWorld, tmp_path: Path) -> None:

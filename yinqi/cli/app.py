@@ -55,6 +55,7 @@ app.add_typer(flows_cmd.app, name="flows")
 app.add_typer(reconcile_cmd.app, name="reconcile")
 statements_cmd.app.command("import")(reconcile_cmd.import_statements)
 statements_cmd.app.command("fetch")(reconcile_cmd.fetch)
+statements_cmd.app.command("show")(reconcile_cmd.show_statement)
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2

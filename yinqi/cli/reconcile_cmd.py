@@ -213,3 +213,36 @@ def exceptions_write_off(
 
     write_off(_app(ctx), exception_id, actor=user, reason=reason)
     console.print(f"exception #{exception_id}: written off")
+
+
+def show_statement(
+    ctx: typer.Context,
+    statement: int = typer.Argument(..., help="The statement's number (#id)."),
+    json_out: bool = _JSON,
+) -> None:
+    """A stored statement's data-quality verdict: every check, and why it was quarantined."""
+    from yinqi.errors import InvalidValue
+    from yinqi.store.models import Statement as StatementRow
+
+    yinqi = _app(ctx)
+    with yinqi.sessions() as s:
+        row = s.get(StatementRow, statement)
+        if row is None:
+            raise InvalidValue(f"no statement #{statement}")
+        checks = row.checks or {}
+        head = {"statement": row.id, "account": mask(row.account), "currency": row.currency,
+                "statement_id": row.statement_id, "sequence": row.sequence, "kind": row.kind,
+                "lines": row.line_count, "status": row.status, "reason": row.reason,
+                "source": row.source}
+    if json_out:
+        print_json({**head, "checks": checks})
+        return
+    console.print(f"statement #{head['statement']} {head['statement_id']} ({head['kind']}) of "
+                  f"{head['account']} {head['currency']}: {head['lines']} line(s), "
+                  f"{head['status'].upper()}", markup=False)
+    for name, verdict in (checks.get("checks") or {}).items():
+        console.print(f"  {name}: {verdict}", markup=False)
+    for f in checks.get("failures", []):
+        console.print(f"  FAILED {f['check']}: {f['message']}", markup=False)
+    if head["status"] != "accepted":
+        raise typer.Exit(1)

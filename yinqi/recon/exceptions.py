@@ -70,6 +70,14 @@ def match_by_hand(app: App, *, payment_ids: Sequence[int], line_ids: Sequence[in
         if taken is not None or already:
             raise InvalidValue("some of these payments or lines are already matched; "
                                "nothing was changed")
+        # A written-off item is explained already: matching it too would count it twice.
+        written = s.execute(select(ReconException.id).where(
+            ReconException.status == "written_off",
+            (ReconException.payment_id.in_(list(payment_ids)))
+            | (ReconException.statement_line_id.in_(list(line_ids))))).scalars().all()
+        if written:
+            raise InvalidValue("some of these payments or lines were written off (exception "
+                               f"{', '.join(f'#{i}' for i in written)}); nothing was changed")
         match_id = s.execute(insert(ReconMatch).returning(ReconMatch.id), [{
             "rule": MatchRule.MANUAL.value, "score": 1.0,
             "status": MatchStatus.CONFIRMED.value, "note": note[:4000], "created_by": actor,

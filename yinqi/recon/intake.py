@@ -14,10 +14,14 @@ ACTOR = "yinqi.reconcile"
 
 
 def _checker():  # type: ignore[no-untyped-def]
-    # great-expectations costs seconds to import: only where statements are taken in.
-    from yinqi.statement_checks import check_statements
+    # great-expectations costs seconds to import: only when a statement not seen before is
+    # to be checked (a re-delivery is recognised by its hash without it).
+    def check(statements, previous):  # type: ignore[no-untyped-def]
+        from yinqi.statement_checks import check_statements
 
-    return check_statements
+        return check_statements(statements, previous)
+
+    return check
 
 
 def import_statement_file(app: App, path: Path, *, actor: str = ACTOR) -> IntakeResult:
