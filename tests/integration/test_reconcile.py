@@ -61,7 +61,6 @@ from yinqi.store.intake import ImportSummary
 from yinqi.store.models import (
     Alert,
     AuditEventRow,
-    BankAccount,
     Batch,
     Payment,
     ReconException,
