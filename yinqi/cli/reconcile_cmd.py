@@ -52,6 +52,8 @@ def import_statements(
     result = import_statement_file(_app(ctx), file, actor="cli")
     if json_out:
         print_json({"file": str(file), **_intake_json(result)})
+        if result.quarantined:
+            raise typer.Exit(1)
         return
     console.print(f"{file}: {len(result.accepted)} accepted, {len(result.quarantined)} "
                   f"quarantined, {len(result.duplicates)} already received")

@@ -137,8 +137,15 @@ def export_xlsx(app: App, rows: Sequence[AccountDay], path: Path) -> Path:
     """The report and the open exceptions as a workbook; no cell can be a formula."""
     from yinqi.recon.exceptions import list_exceptions
 
-    report = [{**r.as_json(), "account": mask(r.account)} for r in rows]
-    exceptions = [{**e, "account": mask(e["account"])} for e in list_exceptions(app)]
+    from decimal import Decimal
+
+    amounts = ("bank_opening", "bank_closing", "ledger_balance", "difference",
+               "matched_amount", "unmatched_amount")
+    report = [{**r.as_json(), "account": mask(r.account), "day": r.day,
+               **{k: None if getattr(r, k) is None else Decimal(getattr(r, k))
+                  for k in amounts}} for r in rows]
+    exceptions = [{**e, "account": mask(e["account"]), "amount": Decimal(e["amount"])}
+                  for e in list_exceptions(app)]
     return write_xlsx(path, {
         "reconciliation": (list(COLUMNS), report),
         "exceptions": (["id", "side", "account", "day", "amount", "currency", "counterparty",

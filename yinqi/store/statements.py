@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select
@@ -26,6 +27,9 @@ from yinqi.store.audit_log import AuditLog
 from yinqi.store.models import Alert, BankAccount
 from yinqi.store.models import Statement as StatementRow
 from yinqi.store.models import StatementLine as LineRow
+
+#: How a conflicting re-delivery's quarantine reason starts (it is never rechecked).
+CONFLICT = "conflict:"
 
 #: Statements whose entries are matched against payments (intraday reports and
 #: notifications would count the same money twice).
@@ -67,18 +71,22 @@ def statement_digest(s: Statement) -> str:
                                      separators=(",", ":")).encode()).hexdigest()
 
 
-def previous_statements(session: Session, keys: Sequence[tuple[str, str]]
+def previous_statements(session: Session, firsts: Mapping[tuple[str, str], date | None]
                         ) -> dict[tuple[str, str], PreviousStatement]:
-    """The latest accepted end-of-day statement per (account, currency)."""
+    """Per (account, currency): the latest accepted end-of-day statement that ends before
+    ``firsts[key]`` (the first day of what arrives now); a statement delivered late is
+    checked against the one before it, not against a later one already taken in."""
     found: dict[tuple[str, str], PreviousStatement] = {}
-    for account, currency in set(keys):
-        row = session.execute(
-            select(StatementRow).where(StatementRow.account == account,
-                                       StatementRow.currency == currency,
-                                       StatementRow.status == "accepted",
-                                       StatementRow.kind.in_(END_OF_DAY))
-            .order_by(StatementRow.to_date.desc().nullslast(), StatementRow.id.desc()).limit(1)
-        ).scalars().first()
+    for (account, currency), first in firsts.items():
+        query = (select(StatementRow).where(StatementRow.account == account,
+                                            StatementRow.currency == currency,
+                                            StatementRow.status == "accepted",
+                                            StatementRow.kind.in_(END_OF_DAY))
+                 .order_by(StatementRow.to_date.desc().nullslast(), StatementRow.id.desc())
+                 .limit(1))
+        if first is not None:
+            query = query.where(StatementRow.to_date < first)
+        row = session.execute(query).scalars().first()
         if row is not None:
             closing = (Money.from_minor(row.closing_minor, currency)
                        if row.closing_minor is not None else None)
@@ -92,20 +100,34 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
     """Store ``statements`` (one file or one download) in the caller's transaction."""
     result = IntakeResult()
     fresh: list[tuple[Statement, str]] = []
+    recheck: dict[str, StatementRow] = {}
     for s in statements:
         digest = statement_digest(s)
-        seen = session.execute(select(StatementRow.id).where(
-            StatementRow.content_sha256 == digest)).scalar_one_or_none()
-        if seen is not None:
-            result.duplicates.append((s.statement_id, seen))
+        seen = session.execute(select(StatementRow).where(
+            StatementRow.content_sha256 == digest)).scalars().first()
+        if seen is not None and seen.status == "quarantined" and not \
+                (seen.reason or "").startswith(CONFLICT):
+            # Quarantined for its checks, perhaps only because it came before the statement
+            # it continues: delivered again, it is checked again.
+            recheck[digest] = seen
+            fresh.append((s, digest))
+        elif seen is not None:
+            result.duplicates.append((s.statement_id, seen.id))
         elif digest not in {d for _, d in fresh}:
             fresh.append((s, digest))
     if not fresh:
         return result
-    keys = [(s.account, s.currency) for s, _ in fresh]
     end_of_day = [(s, d) for s, d in fresh if s.kind in END_OF_DAY]
+    firsts: dict[tuple[str, str], date | None] = {}
+    for st, _ in end_of_day:
+        key = (st.account, st.currency)
+        day = st.from_date or st.to_date
+        if key not in firsts:
+            firsts[key] = day
+        elif day is not None and (firsts[key] is None or day < firsts[key]):  # type: ignore[operator]
+            firsts[key] = day
     reports = dict(zip([d for _, d in end_of_day],
-                       checker([s for s, _ in end_of_day], previous_statements(session, keys)),
+                       checker([s for s, _ in end_of_day], previous_statements(session, firsts)),
                        strict=True))
     others = [(s, d) for s, d in fresh if s.kind not in END_OF_DAY]
     if others:
@@ -116,10 +138,13 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
         select(BankAccount.id, BankAccount.number))}
     for s, digest in fresh:
         report = reports[digest]
+        if digest in recheck:
+            _recheck(session, audit, recheck[digest], report, result, actor)
+            continue
         reason = None if report.passed else _reason(report)
         conflict = _conflict(session, s)
         if conflict is not None:
-            reason = (f"statement {s.statement_id} (sequence {s.sequence}) was delivered "
+            reason = (f"{CONFLICT} statement {s.statement_id} (sequence {s.sequence}) was delivered "
                       f"before as #{conflict} with different content; kept apart, check with "
                       "the bank which one is right")
         status = "accepted" if reason is None else "quarantined"
@@ -150,6 +175,26 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
                      subject_type="statement", subject_ids=[row.id],
                      details={**summary, "sha256": digest})
     return result
+
+
+def _recheck(session: Session, audit: AuditLog, row: StatementRow, report: Report,
+             result: IntakeResult, actor: str) -> None:
+    row.checks = report.as_json()
+    if not report.passed:
+        row.reason = _reason(report)
+        result.duplicates.append((row.statement_id, row.id))
+        return
+    row.status, row.reason = "accepted", None
+    result.accepted.append(row.id)
+    result.reports.append({"statement_id": row.statement_id, "account": row.account,
+                           "kind": row.kind, "lines": row.line_count, "status": "accepted",
+                           "source": row.source, "statement_pk": row.id,
+                           "checks": report.as_json()})
+    audit.append(session, actor=actor, action="statement.accepted", subject_type="statement",
+                 subject_ids=[row.id],
+                 details={"statement_id": row.statement_id, "account": row.account,
+                          "recheck": "passed its checks when delivered again",
+                          "sha256": row.content_sha256})
 
 
 def _reason(report: Report) -> str:
