@@ -503,7 +503,8 @@ def test_a_day_reconciles_every_receipted_payment_and_explains_every_balance(
         assert (row.unmatched_lines, row.written_off_lines, row.open_exceptions) == (0, 1, 0)
         assert Decimal(row.unmatched_amount) == 0
         assert Decimal(row.bank_closing) == Decimal(row.matched_amount) + funded[account]
-        assert row.payments == row.payments_reconciled + row.payments_unmatched
+        assert row.payments == (row.payments_reconciled + row.payments_unmatched
+                                + row.payments_returned)
         assert row.payments_unmatched == 0
     assert sum(r.payments for r in report.values()) == len(receipted)
     assert sum(r.matched_lines for r in report.values()) == d.summary.matched_lines
@@ -863,6 +864,9 @@ def test_a_payment_returned_days_later_is_reported_returned(w: World) -> None:
     assert row.unmatched_lines == 0 and row.difference == "0.00", row
     # Reconciling those days again returns nothing twice.
     assert reconcile(w.app, first=days[0], last=days[-1]).returned == 0
+    if len(days) > 1:
+        with pytest.raises(InvalidValue, match="is after the last day"):
+            reconcile(w.app, first=days[-1], last=days[0])
     assert len([a for a in w.alerts("payment.returned") if away in a.details["payment_ids"]]) \
         == 1
     w.assert_audit_intact()

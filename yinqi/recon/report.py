@@ -42,6 +42,7 @@ class AccountDay:
     payments: int  # Yinqi payments executed that day that the bank booked
     payments_reconciled: int
     payments_unmatched: int
+    payments_returned: int
     open_exceptions: int
     quarantined_statements: int
 
@@ -110,13 +111,14 @@ def _account_day(s: Any, number: str, currency: str, day: date) -> AccountDay:
         else None,
         payments=sum(pays.values()), payments_reconciled=pays.get("RECONCILED", 0),
         payments_unmatched=pays.get("SETTLED", 0) + pays.get("RECEIPTED", 0),
+        payments_returned=pays.get("RETURNED", 0),
         open_exceptions=int(exceptions), quarantined_statements=quarantined)
 
 
 COLUMNS = ("account", "currency", "day", "bank_opening", "bank_closing", "ledger_balance",
            "difference", "lines", "matched_lines", "matched_amount", "unmatched_lines",
            "unmatched_amount", "written_off_lines", "payments", "payments_reconciled", "payments_unmatched",
-           "open_exceptions", "quarantined_statements")
+           "payments_returned", "open_exceptions", "quarantined_statements")
 
 
 def as_markdown(rows: Sequence[AccountDay], day: date) -> str:

@@ -63,6 +63,10 @@ def reconcile(app: App, *, first: date, last: date, accounts: Sequence[str] | No
 
     from yinqi.matching import MatchParams, match
 
+    if first > last:
+        from yinqi.errors import InvalidValue
+
+        raise InvalidValue(f"the first day {first} is after the last day {last}")
     config = app.config.reconciliation
     params = MatchParams.from_config(config)
     summary = ReconSummary(first, last)
