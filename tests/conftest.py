@@ -11,6 +11,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,20 +56,38 @@ def pg_admin_dsn() -> str:
     return dsn
 
 
-@pytest.fixture
-def pg_database(pg_admin_dsn: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+@contextmanager
+def fresh_pg_database(admin_dsn: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (its SQLAlchemy URL); dropped afterwards."""
     import psycopg
 
     name = f"yinqi_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database(pg_admin_dsn: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    with fresh_pg_database(pg_admin_dsn) as url:
+        yield url
+
+
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  label: str) -> Iterator[str]:
+    """Body of a module-scoped ``db_url`` fixture (params=BACKENDS): one database per module
+    and backend, for modules that share one expensive world across their tests."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp(label) / 'yinqi.db'}"
+        return
+    with fresh_pg_database(request.getfixturevalue("pg_admin_dsn")) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import select
 
 from cli_support import yinqi
-from conftest import BACKENDS, PG_ADMIN_URL
+from conftest import BACKENDS, module_db_url
 from yinqi.cli.vouchers_cmd import run_import
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.bank import SANDBOX_DEFAULT
@@ -121,20 +121,7 @@ def one_line_error(proc: Any) -> str:
 def db_url(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The backend under test, once per module (the conftest one is per test)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('reconcile-cli-db') / 'yinqi.db'}"
-        return
-    import psycopg
-
-    admin = request.getfixturevalue("pg_admin_dsn")
-    name = f"yinqi_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from module_db_url(request, tmp_path_factory, "reconcile-cli-db")
 
 
 @dataclass
