@@ -99,9 +99,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def engine(db_url: str):  # type: ignore[no-untyped-def]
+    from yinqi.security.fields import FieldCrypto
     from yinqi.store import make_engine, upgrade
 
-    eng = make_engine(db_url)
+    eng = make_engine(db_url, fields=FieldCrypto(MASTER_SECRET.encode()))
     upgrade(eng)
     yield eng
     eng.dispose()

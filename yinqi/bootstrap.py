@@ -11,10 +11,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, YinqiConfig, load_config, load_settings
-from yinqi.security.fields import FieldCipher
+from yinqi.security.fields import FieldCipher, FieldCrypto
 from yinqi.security.master import derive_key, load_master_secret
 from yinqi.store.audit_log import AuditLog
 from yinqi.store.engine import make_engine, session_factory
+from yinqi.store.field_keys import current_field_key
 
 
 class App:
@@ -29,7 +30,14 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.resolved_database_url)
+        engine = make_engine(self.settings.resolved_database_url, fields=self.fields)
+        self.fields.current = current_field_key(engine)
+        return engine
+
+    @cached_property
+    def fields(self) -> FieldCrypto:
+        """The keys of the database's encrypted columns (account numbers, names, vouchers)."""
+        return FieldCrypto(self.master_secret)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -45,7 +53,8 @@ class App:
 
     @cached_property
     def field_cipher(self) -> FieldCipher:
-        return FieldCipher({1: derive_key(self.master_secret, "fields/1")}, current=1)
+        self.engine  # noqa: B018 - the database says which field key is current
+        return self.fields.cipher()
 
     def close(self) -> None:
         if "engine" in self.__dict__:

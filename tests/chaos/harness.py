@@ -109,13 +109,14 @@ class Chaos:
 
 def _copy_into_postgres(sqlite_file: Path, url: str) -> None:
     """The template's rows (company, users, keys) in a fresh PostgreSQL database."""
-    from sqlalchemy import create_engine
-
+    from yinqi.security.fields import FieldCrypto
     from yinqi.store import make_engine, upgrade
     from yinqi.store.models import Base
 
-    source = create_engine(f"sqlite:///{sqlite_file}")
-    target = make_engine(url)
+    # The same master secret reads the rows on one side and writes them on the other.
+    crypto = FieldCrypto(DEMO_MASTER_SECRET.encode())
+    source = make_engine(f"sqlite:///{sqlite_file}", fields=crypto)
+    target = make_engine(url, fields=crypto)
     upgrade(target)
     with source.connect() as src, target.begin() as dst:
         for table in Base.metadata.sorted_tables:

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from yinqi.payments import BatchState
+from conftest import MASTER_SECRET
+from yinqi.security.fields import FieldCrypto
 from yinqi.store import claim_batches, make_engine, release_batches, session_factory
 from yinqi.store.models import BankAccount, Batch, Company
 
@@ -33,7 +35,7 @@ def _seed(sessions, n: int) -> list[int]:  # type: ignore[no-untyped-def]
 
 def _worker(url: str, name: str, start, results) -> None:  # type: ignore[no-untyped-def]
     """A worker process: claim, 'send' (mark SUBMITTING, count the attempt), repeat."""
-    engine = make_engine(url)
+    engine = make_engine(url, fields=FieldCrypto(MASTER_SECRET.encode()))
     sessions = session_factory(engine)
     taken: list[int] = []
     start.wait()
@@ -78,7 +80,7 @@ def test_eight_processes_claim_a_thousand_batches_each_exactly_once(db_url, engi
 @pytest.mark.postgres
 def test_skip_locked_hands_a_second_worker_other_rows_without_waiting(request) -> None:  # type: ignore[no-untyped-def]
     url = request.getfixturevalue("pg_database")
-    eng = make_engine(url)
+    eng = make_engine(url, fields=FieldCrypto(MASTER_SECRET.encode()))
     from yinqi.store import upgrade
 
     upgrade(eng)

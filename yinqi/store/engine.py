@@ -8,16 +8,23 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from yinqi.security.fields import FieldCrypto
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, fields: FieldCrypto | None = None, echo: bool = False) -> Engine:
+    """``fields``: the keys for encrypted columns; without them, reading or writing an account
+    number or a payee name fails with a clear error (tables without them still work)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, echo=echo)
-    return create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+        engine = _sqlite_engine(url, echo=echo)
+    else:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+    engine.dialect.yinqi_fields = fields  # type: ignore[attr-defined]
+    return engine
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:

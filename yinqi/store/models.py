@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from yinqi.payments import BatchState
 from yinqi.states import PaymentState
-from yinqi.store.types import BigId, UtcDateTime, utcnow
+from yinqi.store.types import BigId, SealedJSON, SealedText, UtcDateTime, utcnow
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -40,6 +40,12 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Account numbers and payee names never reach the database in the clear: a stolen database
+# file without the master secret gives none of them up (see yinqi.security.fields).
+ACCOUNT = SealedText("account")
+NAME = SealedText("name")
 
 
 def _in(column: str, values: object) -> str:
@@ -75,7 +81,7 @@ class BankAccount(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("companies.id"))
     bank: Mapped[str] = mapped_column(String(64))
-    number: Mapped[str] = mapped_column(String(34))
+    number: Mapped[str] = mapped_column(ACCOUNT)
     currency: Mapped[str] = mapped_column(String(3))
     name: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -96,6 +102,10 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_code_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+    # Set when the user proved the authenticator works (first valid code after enrolment).
+    totp_enrolled_at: Mapped[datetime | None]
+    password_set_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan")
@@ -142,7 +152,7 @@ class Voucher(Base):
     external_ref: Mapped[str] = mapped_column(String(64))
     import_file_id: Mapped[int | None] = mapped_column(ForeignKey("import_files.id"))
     row_number: Mapped[int | None] = mapped_column(Integer)
-    payload: Mapped[dict[str, Any]]
+    payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON("vouchers.payload"))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -155,7 +165,7 @@ class QuarantinedRow(Base):
     import_file_id: Mapped[int] = mapped_column(ForeignKey("import_files.id"))
     row_number: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
-    payload: Mapped[dict[str, Any]]
+    payload: Mapped[dict[str, Any]] = mapped_column(SealedJSON("quarantined_rows.payload"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -171,8 +181,8 @@ class Payment(Base):
     voucher_id: Mapped[int | None] = mapped_column(ForeignKey("vouchers.id"), unique=True)
     end_to_end_id: Mapped[str] = mapped_column(String(35), unique=True)
     debtor_account_id: Mapped[int] = mapped_column(ForeignKey("bank_accounts.id"))
-    creditor_name: Mapped[str] = mapped_column(String(200))
-    creditor_account: Mapped[str] = mapped_column(String(64))
+    creditor_name: Mapped[str] = mapped_column(NAME)
+    creditor_account: Mapped[str] = mapped_column(ACCOUNT)
     creditor_bank_name: Mapped[str] = mapped_column(String(200), default="")
     creditor_cnaps: Mapped[str | None] = mapped_column(String(12))
     creditor_bic: Mapped[str | None] = mapped_column(String(11))
@@ -237,6 +247,8 @@ class Batch(Base):
     claimed_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
     send_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A frozen batch is never claimed, signed or sent until two people lift the freeze.
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     rerun_of_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -302,7 +314,7 @@ class Statement(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     bank_account_id: Mapped[int | None] = mapped_column(ForeignKey("bank_accounts.id"))
-    account: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(ACCOUNT)
     currency: Mapped[str] = mapped_column(String(3))
     statement_id: Mapped[str] = mapped_column(String(64))
     msg_id: Mapped[str | None] = mapped_column(String(64))
@@ -337,8 +349,8 @@ class StatementLine(Base):
     value_date: Mapped[date | None] = mapped_column(Date)
     end_to_end_id: Mapped[str | None] = mapped_column(String(64), index=True)
     bank_reference: Mapped[str | None] = mapped_column(String(64), index=True)
-    counterparty_name: Mapped[str | None] = mapped_column(String(200))
-    counterparty_account: Mapped[str | None] = mapped_column(String(64))
+    counterparty_name: Mapped[str | None] = mapped_column(NAME)
+    counterparty_account: Mapped[str | None] = mapped_column(ACCOUNT)
     remittance: Mapped[str | None] = mapped_column(Text)
     is_reversal: Mapped[bool] = mapped_column(Boolean, default=False)
     entry_ref: Mapped[str | None] = mapped_column(String(64))
@@ -393,7 +405,7 @@ class ReconException(Base):
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     statement_line_id: Mapped[int | None] = mapped_column(
         ForeignKey("statement_lines.id"), index=True)
-    account: Mapped[str] = mapped_column(String(34))
+    account: Mapped[str] = mapped_column(ACCOUNT)
     day: Mapped[date | None] = mapped_column(Date)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -419,6 +431,101 @@ class Alert(Base):
     delivered_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None]
+
+
+class UserSession(Base):
+    """One login: who, from where, until when. The token itself is never stored, only its hash."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # The network place (IP address or host) and the client (OS user, terminal, program).
+    origin: Mapped[str] = mapped_column(String(200))
+    client: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class RiskHit(Base):
+    """A risk rule that fired, with what it did; open until someone deals with it."""
+
+    __tablename__ = "risk_hits"
+    __table_args__ = (
+        CheckConstraint(_in("action", ("alert", "hold", "freeze")), name="action"),
+        CheckConstraint(_in("status", ("open", "released", "rejected", "acknowledged")),
+                        name="status"),
+        Index("ix_risk_hits_subject", "subject_type", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(16))
+    # payment, batch, account or user: what the rule looked at.
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Freeze(Base):
+    """A payment, batch, account or user blocked until two different people lift it."""
+
+    __tablename__ = "freezes"
+    __table_args__ = (
+        CheckConstraint(_in("subject_type", ("payment", "batch", "account", "user")),
+                        name="subject_type"),
+        CheckConstraint(_in("status", ("active", "lifted")), name="status"),
+        Index("ix_freezes_subject", "subject_type", "subject_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    # The risk rule that froze it, or "manual".
+    rule: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    frozen_by: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # Lifting takes two people: one asks, another (never the same) confirms.
+    unfreeze_requested_by: Mapped[str | None] = mapped_column(String(64))
+    unfreeze_requested_at: Mapped[datetime | None]
+    unfreeze_reason: Mapped[str | None] = mapped_column(Text)
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertDelivery(Base):
+    """One alert on one channel (an email address list, a webhook): the alert log."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel"),
+        CheckConstraint(_in("status", ("pending", "sent", "failed")), name="status"),
+        Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    channel: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Key(Base):
