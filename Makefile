@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo test test-unit chaos bench sandbox clean
+.PHONY: venv demo test test-unit test-security chaos bench sandbox clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Yinqi needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -37,6 +37,10 @@ chaos: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# Attacks and bypass attempts that must be refused and audited (a part of `make test`).
+test-security: $(STAMP)
+	$(BIN)/python -m pytest -m security $(PYTEST_ARGS)
 
 # Every benchmark prints one JSON object per run; figures go into docs/benchmarks.md.
 bench: $(STAMP)

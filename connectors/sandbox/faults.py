@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from connectors.sandbox.settings import FaultSpec
 
 NAMES = ("latency", "maintenance", "http_5xx", "reset", "timeout_after_booking",
-         "duplicate_status", "out_of_order_status")
+         "duplicate_status", "out_of_order_status", "tampered_answer", "unsigned_answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,10 @@ class Faults:
     timeout_after_booking: bool = False
     duplicate_status: bool = False
     out_of_order_status: bool = False
+    # The answer is changed after the bank signed it, or sent without its signature: what a
+    # man in the middle or a broken gateway would deliver. The work itself is done.
+    tampered_answer: bool = False
+    unsigned_answer: bool = False
 
     @property
     def refuses_before_processing(self) -> bool:
@@ -65,6 +69,9 @@ class FaultPlan:
                 timeout_after_booking=rng.random() < spec.timeout_after_booking_rate,
                 duplicate_status=rng.random() < spec.duplicate_status_rate,
                 out_of_order_status=rng.random() < spec.out_of_order_status_rate,
+                # Drawn last, so the draws above stay what they were for every seed.
+                tampered_answer=rng.random() < spec.tampered_answer_rate,
+                unsigned_answer=rng.random() < spec.unsigned_answer_rate,
             )
             # One refusal at a time, and a refused request is never processed, so nothing
             # after the refusal can happen to it (counts stay honest).

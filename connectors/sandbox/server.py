@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -85,6 +86,43 @@ class Identity:
     fingerprint: str
     receipt_secret: bytes
     signers: dict[str, dict[str, bytes]] = field(default_factory=dict)  # bank -> fp -> pem
+    # Folders companies' signing certificates are handed in through (enrolment, and again at
+    # every key rotation). Read again whenever one changes, so a running bank learns a new
+    # certificate without a restart, as a bank's registry would; a certificate once learnt
+    # stays trusted, so orders signed before a rotation are still accepted.
+    signer_folders: dict[str, Path] = field(default_factory=dict)
+    _folder_stamps: dict[str, int] = field(default_factory=dict, repr=False)
+    _folder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def trusted(self, code: str) -> dict[str, bytes]:
+        """The signing certificates bank ``code`` accepts, by SHA-256 fingerprint."""
+        folder = self.signer_folders.get(code)
+        if folder is not None:
+            try:
+                stamp = folder.stat().st_mtime_ns
+            except FileNotFoundError:
+                stamp = -1
+            if stamp != self._folder_stamps.get(code):
+                with self._folder_lock:
+                    self._read_folder(code, folder, stamp)
+        return self.signers.get(code, {})
+
+    def register(self, code: str, fp: str, pem: bytes) -> None:
+        with self._folder_lock:
+            self.signers.setdefault(code, {})[fp] = pem
+
+    def _read_folder(self, code: str, folder: Path, stamp: int) -> None:
+        from connectors.sandbox.pki import fingerprint
+
+        known = dict(self.signers.get(code, {}))
+        for path in sorted(folder.glob("*.pem")) if stamp != -1 else ():
+            try:
+                pem = path.read_bytes()
+                known[fingerprint(pem)] = pem
+            except (FileNotFoundError, ValueError):
+                continue  # gone again, or not a certificate: nothing to trust
+        self.signers[code] = known
+        self._folder_stamps[code] = stamp
 
 
 class AbortConnection(Response):
@@ -135,6 +173,8 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
         if drawn.reset:
             return AbortConnection()
         response = await work()
+        if drawn.tampered_answer or drawn.unsigned_answer:
+            response = _damaged(response, tampered=drawn.tampered_answer)
         if drawn.timeout_after_booking:
             # The work is committed; the answer is lost to the client's timeout.
             await asyncio.sleep(faults.spec.timeout_hold_seconds)
@@ -150,7 +190,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
 
     def take_pain001(code: str, body: bytes) -> Response:
         try:
-            opened = open_envelope(body, identity.signers.get(code, {}))
+            opened = open_envelope(body, identity.trusted(code))
             order = iso.parse_pain001(opened.document)
         except (SignatureError, iso.IsoError) as exc:
             return refuse_pain001(body, exc.reason_code, str(exc))
@@ -284,7 +324,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
 
     def check_signer(code: str, request: Request, body: bytes) -> None:
         fp = request.headers.get("x-signer", "")
-        cert = identity.signers.get(code, {}).get(fp)
+        cert = identity.trusted(code).get(fp)
         if cert is None:
             raise SignatureError("DS0E", f"signer {fp[:16] or '(none)'} is not registered")
         verify_detached(body, request.headers.get("x-signature", ""), cert)
@@ -549,7 +589,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             fp = fingerprint(pem)
         except ValueError as exc:
             return JSONResponse({"error": f"not a PEM certificate: {exc}"}, 400)
-        identity.signers.setdefault(code, {})[fp] = pem
+        identity.register(code, fp, pem)
         return JSONResponse({"bank": code, "fingerprint": fp})
 
     async def control_payments(request: Request) -> Response:
@@ -721,3 +761,24 @@ def _merge(documents: list[bytes]) -> bytes:
     return etree.tostring(first, xml_declaration=True, encoding="UTF-8")
 
 
+
+
+_XML_SIGNATURE = re.compile(rb"<(?:ds:)?Signature[ >].*?</(?:ds:)?Signature>", re.S)
+
+
+def _damaged(response: Response, *, tampered: bool) -> Response:
+    """The answer as a broken gateway or a man in the middle would hand it on."""
+    body = bytes(response.body)
+    headers = {k: v for k, v in response.headers.items()
+               if k.lower() not in ("content-length", "x-signature")} if not tampered else \
+        {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    if tampered:
+        # One digit changed in the content the signature covers (an amount, a date, an id).
+        at = next((i for i in range(len(body) // 3, len(body)) if body[i:i + 1].isdigit()), None)
+        if at is not None:
+            digit = body[at] - 48
+            body = body[:at] + str((digit + 1) % 10).encode() + body[at + 1:]
+    else:
+        body = _XML_SIGNATURE.sub(b"", body)
+    return Response(body, status_code=response.status_code, headers=headers,
+                    media_type=response.media_type)

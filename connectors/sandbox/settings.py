@@ -81,6 +81,8 @@ class FaultSpec(_Model):
     timeout_hold_seconds: Annotated[float, Field(gt=0)] = 30.0
     duplicate_status_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     out_of_order_status_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    tampered_answer_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    unsigned_answer_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     maintenance_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     maintenance_retry_after: Annotated[int, Field(ge=1)] = 5
     statement_twice_rate: Annotated[float, Field(ge=0, le=1)] = 0.0

@@ -200,6 +200,7 @@ def test_one_code_still_judges_each_payment_on_its_own(app: App) -> None:
 # --- the acceptance bypass tests ---------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_bypass_maker_approving_own_payment(app: App) -> None:
     [by_maker] = make_pending(app, "100.00", maker="wu.maker")
     outcome = do_approve(app, "wu.maker", [by_maker])
@@ -213,6 +214,7 @@ def test_bypass_maker_approving_own_payment(app: App) -> None:
     assert state_of(app, by_maker) == state_of(app, by_approver) == S.PENDING_APPROVAL
 
 
+@pytest.mark.security
 def test_bypass_one_approver_on_two_levels(app: App) -> None:
     [pid] = make_pending(app, "500000.00")
     assert do_approve(app, "chen.manager", [pid]).approved_levels == {pid: 1}
@@ -226,6 +228,7 @@ def test_bypass_one_approver_on_two_levels(app: App) -> None:
                        decision="approved", decided_at=NOW))
 
 
+@pytest.mark.security
 def test_bypass_a_reused_code(app: App) -> None:
     first, second = make_pending(app, "100.00", "200.00")
     code = code_of(app, "li.approver")
@@ -240,6 +243,7 @@ def test_bypass_a_reused_code(app: App) -> None:
     assert do_approve(app, "li.approver", [second], at=NOW + 2 * STEP).completed == [second]
 
 
+@pytest.mark.security
 def test_bypass_a_wrong_code_and_the_lockout(app: App) -> None:
     [pid] = make_pending(app, "100.00")
     for attempt in range(1, LOCK_AFTER_FAILURES + 1):
@@ -274,6 +278,7 @@ def test_bypass_a_wrong_code_and_the_lockout(app: App) -> None:
         assert user.failed_code_attempts == 0
 
 
+@pytest.mark.security
 def test_bypass_a_user_without_the_role(app: App) -> None:
     [small] = make_pending(app, "100.00")
     outcome = do_approve(app, "zhao.auditor", [small])
@@ -288,6 +293,7 @@ def test_bypass_a_user_without_the_role(app: App) -> None:
     assert state_of(app, small) == state_of(app, big) == S.PENDING_APPROVAL
 
 
+@pytest.mark.security
 def test_bypass_a_state_edited_in_the_database(app: App) -> None:
     untouched, edited = make_pending(app, "100.00", "2000000.00")
     with app.engine.begin() as conn:  # what someone with a database client would do

@@ -694,8 +694,9 @@ def test_exceptions_are_queued_when_due_and_each_resolution_is_audited(
     # match these two; only a person can.
     for pid in (to_confirm, by_hand):
         w.sql("UPDATE payments SET end_to_end_id = :e, creditor_name = :n, "
-              "creditor_account = :a WHERE id = :id", e=new_e2e(), n="广州白云皮具有限公司",
-              a="6217001234567890123", id=pid)
+              "creditor_account = :a WHERE id = :id", e=new_e2e(),
+              n=w.app.fields.seal("广州白云皮具有限公司", "name"),
+              a=w.app.fields.seal("6217001234567890123", "account"), id=pid)
     lost = _lost_payment(w, to_confirm, 63_333, day)
     ours = {to_confirm, by_hand, lost}
 
