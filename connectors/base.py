@@ -26,6 +26,9 @@ class Signer:
 
     private_key: PrivateKeyTypes
     certificate_pem: bytes
+    # Unlocks our encrypted TLS client keys (the keystore encrypts every key it writes under
+    # one password derived from the master secret); None when they are kept in the clear.
+    tls_key_password: bytes | None = field(default=None, repr=False)
 
     @property
     def fingerprint(self) -> str:

@@ -24,6 +24,8 @@ from connectors import certificates
 from connectors.base import Signer
 from connectors.errors import BankError
 from connectors.registry import connect, endpoint_of
+from connectors.transport import client_context
+from yinqi.security.files import FileCipher
 
 
 class Outcome(StrEnum):
@@ -73,10 +75,11 @@ STEPS = ("config", "dns", "tcp", "tls", "certificates", "authentication", "echo"
 
 
 def run(code: str, bank: BankConfig, home: Path, signer: Signer | None,
-        account: tuple[str, str] | None, *, now: datetime | None = None) -> Report:
+        account: tuple[str, str] | None, *, now: datetime | None = None,
+        files: FileCipher | None = None) -> Report:
     """``account`` is (number, currency) of one of our accounts at this bank, for the balance."""
     now = now or datetime.now(UTC)
-    ep = endpoint_of(code, bank, home)
+    ep = endpoint_of(code, bank, home, signer.tls_key_password if signer else None)
     parts = urlsplit(ep.base_url)
     host, port = parts.hostname or "", parts.port or 443
     report = Report(code, ep.base_url)
@@ -116,8 +119,11 @@ def run(code: str, bank: BankConfig, home: Path, signer: Signer | None,
         return f"{host}:{port} accepts connections"
 
     def tls() -> str:
-        ctx = ssl.create_default_context(cafile=str(ep.ca_cert))
-        ctx.load_cert_chain(str(ep.client_cert), str(ep.client_key))
+        try:
+            ctx = client_context(ep)
+        except BankError as exc:
+            raise _Failed(str(exc), "check client_cert and client_key in banks.toml; `yinqi "
+                          "doctor` says whether the key opens (docs/keys.md)") from None
         try:
             with socket.create_connection((host, port), timeout=ep.connect_timeout) as raw, \
                     ctx.wrap_socket(raw, server_hostname=host) as conn:
@@ -183,10 +189,10 @@ def run(code: str, bank: BankConfig, home: Path, signer: Signer | None,
 
     def with_connector(work: Callable[..., str]) -> Callable[[], str]:
         def step() -> str:
-            assert signer is not None
+            assert signer is not None and files is not None
             connector = state.get("connector")
             if connector is None:
-                connector = connect(code, bank, home, signer)
+                connector = connect(code, bank, home, signer, files=files)
                 state["connector"] = connector
             try:
                 return work(connector)
@@ -200,8 +206,9 @@ def run(code: str, bank: BankConfig, home: Path, signer: Signer | None,
         state["echo"] = echo
         if not echo.authenticated:
             raise _Failed(f"the bank did not accept our signature: {echo.detail}",
-                          "register our signing certificate with the bank "
-                          "(keys/signing-1.cert.pem; `yinqi sandbox-bank connect`)")
+                          "register our current signing certificate with the bank "
+                          "(`yinqi keys export-cert`; for the sandbox: `yinqi sandbox-bank "
+                          "connect`)")
         return "signed request accepted; the bank's signed answer verified"
 
     def echo_step(_connector) -> str:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from connectors.errors import (
     NotDelivered,
     OutcomeUnknown,
 )
+from yinqi.security.keystore import is_encrypted_pem
 
 log = logging.getLogger("yinqi.transport")
 
@@ -40,6 +41,9 @@ class Endpoint:
     client_key: Path
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    # The keystore password of an encrypted client key (None for a key in the clear). Kept
+    # out of repr so that no log line or traceback that prints an endpoint shows it.
+    client_key_password: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +72,48 @@ def ssl_context(endpoint: Endpoint, now: datetime | None = None) -> ssl.SSLConte
             raise CertificateError(endpoint.bank, status.describe(what))
         if status.state is not certificates.Expiry.OK:
             log.warning("bank %s: %s", endpoint.bank, status.describe(what))
+    return client_context(endpoint)
+
+
+def client_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """The bank's CA pinned and our client certificate loaded, without the expiry checks
+    (for probes that report on certificates themselves)."""
     ctx = ssl.create_default_context(cafile=str(endpoint.ca_cert))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_client_chain(ctx, endpoint)
+    return ctx
+
+
+def load_client_chain(ctx: ssl.SSLContext, endpoint: Endpoint) -> None:
+    """Load our certificate and key, decrypting an encrypted key with the keystore password.
+
+    A password is always handed to OpenSSL, as a callback: without one, OpenSSL would ask for
+    the pass phrase on the terminal and hang an unattended run.
+    """
+    key, password = endpoint.client_key, endpoint.client_key_password
+
+    def give_password() -> bytes:
+        if password is None:
+            raise CertificateError(endpoint.bank, f"our client key {key} is encrypted, but no "
+                                   "keystore password was given to unlock it")
+        return password
+
     try:
-        ctx.load_cert_chain(str(endpoint.client_cert), str(endpoint.client_key))
+        ctx.load_cert_chain(str(endpoint.client_cert), str(key), password=give_password)
     except (ssl.SSLError, OSError) as exc:
+        if password is not None and _encrypted(key):
+            raise CertificateError(endpoint.bank, f"our client key {key} cannot be decrypted "
+                                   "with this master secret (or does not belong to "
+                                   f"{endpoint.client_cert})") from None
         raise CertificateError(endpoint.bank, f"cannot load our client certificate/key "
                                f"({endpoint.client_cert}): {exc}") from None
-    return ctx
+
+
+def _encrypted(key: Path) -> bool:
+    try:
+        return is_encrypted_pem(key.read_bytes())
+    except OSError:
+        return False
 
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:

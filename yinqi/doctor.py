@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 
 from yinqi.bootstrap import App
 from yinqi.errors import YinqiError
-from yinqi.security.keystore import load_private_key
+from yinqi.security.keystore import file_mode, is_encrypted_pem, load_private_key
 from yinqi.store import migrate
 from yinqi.store.models import Key
 
@@ -88,7 +88,9 @@ def check_master_secret(app: App) -> Iterator[Check]:
 def check_keys(app: App, now: datetime) -> Iterator[Check]:
     try:
         with app.sessions() as session:
-            keys = session.execute(select(Key).where(Key.retired_at.is_(None))).scalars().all()
+            # Field keys (purpose "fields") are derived, never files: nothing to open here.
+            keys = session.execute(select(Key).where(Key.retired_at.is_(None),
+                                                     Key.purpose == "signing")).scalars().all()
     except Exception:  # the database check already said why
         yield Check("signing key", Status.FAIL, "cannot read key metadata from the database")
         return
@@ -102,7 +104,34 @@ def check_keys(app: App, now: datetime) -> Iterator[Check]:
         except YinqiError as exc:
             yield Check(name, Status.FAIL, str(exc))
             continue
+        mode = file_mode(Path(key.path))
+        if mode & 0o077:
+            yield Check(name, Status.WARN, f"{key.path} is readable by others (mode {mode:o}): "
+                        f"run `chmod 600 {key.path}`")
+            continue
         yield _expiry(name, key.not_after, now)
+
+
+def check_client_key(code: str, path: Path, master: bytes) -> Check:
+    """A bank channel's TLS client key: present, encrypted, opening with this master secret."""
+    name = f"bank {code} client key"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Check(name, Status.WARN, f"{path} not present yet (made when the bank "
+                     "connection is set up)")
+    mode = file_mode(path)
+    if not is_encrypted_pem(data):
+        return Check(name, Status.WARN, f"client key {path} is not encrypted: run "
+                     f"`yinqi keys import-tls --bank {code}` to encrypt it in place")
+    try:
+        load_private_key(path, master)
+    except YinqiError as exc:
+        return Check(name, Status.FAIL, str(exc))
+    if mode & 0o077:
+        return Check(name, Status.WARN, f"{path} is readable by others (mode {mode:o}): run "
+                     f"`chmod 600 {path}`")
+    return Check(name, Status.OK, f"{path} encrypted (mode {mode:o})")
 
 
 def check_audit(app: App) -> Iterator[Check]:
@@ -146,6 +175,12 @@ def check_banks(app: App, now: datetime, timeout: float = 2.0) -> Iterator[Check
             yield Check(f"bank {code}", Status.FAIL,
                         f"{host}:{port} not reachable ({exc.strerror or exc}); is the bank "
                         "(or `yinqi sandbox-bank serve`) running and the endpoint right?")
+        try:
+            master: bytes | None = app.master_secret
+        except YinqiError:
+            master = None  # the master secret check already said why
+        if master is not None:
+            yield check_client_key(code, bank.resolve_path(home, bank.client_key), master)
         for label, rel in (("CA", bank.ca_cert), ("client certificate", bank.client_cert),
                            ("signing certificate", bank.signing_cert)):
             path = bank.resolve_path(home, rel)

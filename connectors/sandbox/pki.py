@@ -142,21 +142,54 @@ def issue_client_cert(
     The key is RSA-2048 because the direct-connect dialect signs request bodies with RSA
     PKCS#1 v1.5 at most banks, and companies tend to reuse the channel key for that.
     """
-    state_dir = Path(state_dir)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = _client_cert(Path(state_dir), common_name, key.public_key(), days, not_before)
+    _write_private_key(Path(out_key), key)
+    _write_cert(Path(out_cert), cert)
+    return fingerprint(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def certify_csr(
+    state_dir: Path,
+    csr_pem: bytes,
+    out_cert: Path,
+    *,
+    days: int = 365,
+    not_before: datetime | None = None,
+) -> str:
+    """Issue a channel certificate for a company's own key, from its CSR; the fingerprint.
+
+    How banks do it: the company keeps its private key and sends only the CSR, whose
+    signature proves it holds the key. The common name comes from the CSR.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError:
+        raise ConfigError("the certificate request is not a PEM CSR") from None
+    if not csr.is_signature_valid:
+        raise ConfigError("the certificate request's signature does not verify: it was not "
+                          "made with the key it names")
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise ConfigError("the certificate request names no common name (CN)")
+    cert = _client_cert(Path(state_dir), str(names[0].value), csr.public_key(),  # type: ignore[arg-type]
+                        days, not_before)
+    _write_cert(Path(out_cert), cert)
+    return fingerprint(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _client_cert(state_dir: Path, common_name: str, public_key: CertificatePublicKeyTypes,
+                 days: int, not_before: datetime | None) -> x509.Certificate:
     ca = ensure_ca(state_dir)
     with _locked(state_dir):
         ca_key, ca_cert = _load_ca(ca)
     start = not_before or datetime.now(UTC) - BACKDATE
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = _issue(
-        ca_key, ca_cert, key.public_key(),
+    return _issue(
+        ca_key, ca_cert, public_key,
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
         not_before=start, not_after=start + timedelta(days=days),
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
-    _write_private_key(Path(out_key), key)
-    _write_cert(Path(out_cert), cert)
-    return fingerprint(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def issue_foreign_client_cert(out_dir: Path) -> tuple[Path, Path]:

@@ -76,8 +76,9 @@ def _identity(state_dir: Path, sandbox: Sandbox, config_base: Path) -> Identity:
         files = [resolve(config_base, p) for p in bank.spec.signers]
         folder = state_dir / "signers" / code
         folder.mkdir(parents=True, exist_ok=True)
-        files += sorted(folder.glob("*.pem"))
         identity.signers[code] = {fingerprint(f.read_bytes()): f.read_bytes() for f in files}
+        identity.signer_folders[code] = folder
+        identity.trusted(code)
     return identity
 
 

@@ -34,6 +34,7 @@ from yinqi.cli.init_cmd import run_init
 from yinqi.cli.sandbox_cmd import enrol
 from yinqi.money import Money
 from yinqi.payments import Category, Payment
+from yinqi.security.files import file_cipher
 
 SHIPPED_BANKS = Path(__file__).resolve().parents[2] / "config" / "defaults" / "banks.toml"
 NO_WAIT = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
@@ -63,10 +64,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, str]]
 def _control(app: App, url: str, path: str, payload: dict[str, object]) -> None:
     import ssl
 
+    from yinqi.security.keystore import keystore_password
+
     home = app.settings.home
     ctx = ssl.create_default_context(cafile=str(home / "sandbox" / "ca.pem"))
     ctx.load_cert_chain(str(home / "keys/client-icbc-sandbox.pem"),
-                        str(home / "keys/client-icbc-sandbox.key"))
+                        str(home / "keys/client-icbc-sandbox.key"),
+                        password=keystore_password(app.master_secret))
     with httpx.Client(base_url=url, verify=ctx, timeout=30) as c:
         c.post(f"/_sandbox/{path}", json=payload).raise_for_status()
 
@@ -92,8 +96,10 @@ def test_a_batch_download_gives_each_receipt_as_a_single_download_would(
     app, url = world
     prefix = f"BR-{code[:4].upper()}"
     refs = [f"{prefix}-{i}" for i in range(5)]
+    files = file_cipher(app.master_secret)
+    archive = Archive(app.settings.home / "archive", code, files)
     with closing(connect(code, app.config.banks[code], app.settings.home, signer_of(app),
-                         retry=NO_WAIT)) as bank:
+                         files=files, retry=NO_WAIT)) as bank:
         assert bank.submit(_order(f"{prefix}-MSG", debtor, refs)).taken
         early = bank.receipts(refs[:2])
         assert all(isinstance(v, BankRefused) and v.status_code == 404 for v in early.values())
@@ -112,7 +118,8 @@ def test_a_batch_download_gives_each_receipt_as_a_single_download_would(
             assert many.receipt.content.startswith(b"%PDF")
             assert many.receipt.bank_reference == one.receipt.bank_reference != ""
             assert many.receipt.verification_code == one.receipt.verification_code != ""
-            assert many.path is not None and many.path.read_bytes() == many.receipt.content
+            assert many.path is not None and archive.read(many.path) == many.receipt.content
+            assert many.receipt.content not in many.path.read_bytes()  # encrypted at rest
             assert many.sha256 == hashlib.sha256(many.receipt.content).hexdigest()
         by_bank_ref = bank.receipts([got[refs[0]].receipt.bank_reference])  # type: ignore[union-attr]
         [found] = by_bank_ref.values()
@@ -124,7 +131,7 @@ def test_the_sandbox_refuses_a_malformed_or_oversized_batch_request(
         world: tuple[App, str]) -> None:
     app, _url = world
     bank = connect("icbc-sandbox", app.config.banks["icbc-sandbox"], app.settings.home,
-                   signer_of(app), retry=NO_WAIT)
+                   signer_of(app), files=file_cipher(app.master_secret), retry=NO_WAIT)
     with closing(bank):
         t = bank._t  # type: ignore[attr-defined]
         assert t.request("POST", "/receipts/batch", idempotent=True,
@@ -151,6 +158,7 @@ def _identity() -> tuple[rsa.RSAPrivateKey, bytes]:
 BANK_KEY, BANK_CERT = _identity()
 OTHER_KEY, _ = _identity()
 PDFS = {f"R{i}": b"%PDF-1.4 receipt " + str(i).encode() for i in range(3)}
+SCRIPTED_FILES = file_cipher(b"scripted-bank-tests-" + b"m" * 32)
 
 
 def _scripted(tmp_path: Path, handler) -> IsoConnector:  # type: ignore[no-untyped-def]
@@ -158,7 +166,7 @@ def _scripted(tmp_path: Path, handler) -> IsoConnector:  # type: ignore[no-untyp
                         tmp_path / "c.pem", tmp_path / "c.key")
     transport = Transport(endpoint, retry=NO_WAIT, http_transport=httpx.MockTransport(handler))
     return IsoConnector("scripted", transport, Signer(OTHER_KEY, BANK_CERT), BANK_CERT,
-                        Archive(tmp_path / "archive", "scripted"))
+                        Archive(tmp_path / "archive", "scripted", SCRIPTED_FILES))
 
 
 def _batch_answer(request: httpx.Request, *, item_key=BANK_KEY,  # type: ignore[no-untyped-def]
@@ -185,7 +193,9 @@ def test_every_receipt_in_a_batch_is_checked_on_its_own(tmp_path: Path) -> None:
     assert bad["R0"].signature_valid is False  # type: ignore[union-attr]
     later = bad["LATER"]
     assert isinstance(later, BankRefused) and later.status_code == 404
-    assert got["R0"].path is not None and got["R0"].path.read_bytes() == PDFS["R0"]  # type: ignore[union-attr]
+    kept = got["R0"].path  # type: ignore[union-attr]
+    assert kept is not None
+    assert Archive(tmp_path / "archive", "scripted", SCRIPTED_FILES).read(kept) == PDFS["R0"]
     assert got["R0"].receipt.bank_reference == "B-R0"  # type: ignore[union-attr]
 
 

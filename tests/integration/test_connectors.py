@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from config import load_settings
+from connectors.archive import Archive
 from connectors.base import DebtorAccount, OutgoingBatch
 from connectors.errors import BadBankAnswer, BankUnavailable, CertificateError, NotDelivered
 from connectors.errors import OutcomeUnknown
@@ -26,6 +27,7 @@ from yinqi.cli.init_cmd import run_init
 from yinqi.cli.sandbox_cmd import enrol
 from yinqi.money import Money
 from yinqi.payments import Category, Payment
+from yinqi.security.files import file_cipher
 
 SHIPPED_BANKS = Path(__file__).resolve().parents[2] / "config" / "defaults" / "banks.toml"
 ICBC_DEBTOR = "1202021209900123456"
@@ -42,15 +44,19 @@ class World:
 
     def connector(self, code: str, retry: RetryPolicy = NO_WAIT):  # type: ignore[no-untyped-def]
         return connect(code, self.app.config.banks[code], self.app.settings.home,
-                       signer_of(self.app), retry=retry)
+                       signer_of(self.app), files=file_cipher(self.app.master_secret),
+                       retry=retry)
 
     def control(self, method: str, path: str, **kw: object) -> dict:  # type: ignore[type-arg]
         import ssl
 
+        from yinqi.security.keystore import keystore_password
+
         home = self.app.settings.home
         ctx = ssl.create_default_context(cafile=str(home / "sandbox" / "ca.pem"))
         ctx.load_cert_chain(str(home / "keys/client-icbc-sandbox.pem"),
-                            str(home / "keys/client-icbc-sandbox.key"))
+                            str(home / "keys/client-icbc-sandbox.key"),
+                            password=keystore_password(self.app.master_secret))
         with httpx.Client(base_url=self.url, verify=ctx, timeout=30) as c:
             r = c.request(method, f"/_sandbox/{path}", **kw)  # type: ignore[arg-type]
             r.raise_for_status()
@@ -139,7 +145,9 @@ def test_the_same_order_resent_is_answered_not_booked_again(world: World) -> Non
     with closing(world.connector("icbc-sandbox")) as bank:
         first = bank.submit(batch("C-RESEND", ICBC_DEBTOR, payments("C-RS", 1)))
         assert first.exchange and first.exchange.sent_path
-        again = bank.send_signed("C-RESEND", first.exchange.sent_path.read_bytes())
+        signed = Archive(world.app.settings.home / "archive", "icbc-sandbox",
+                         file_cipher(world.app.master_secret)).read(first.exchange.sent_path)
+        again = bank.send_signed("C-RESEND", signed)
     assert again.replayed and again.reports == first.reports
     assert world.control("GET", "ledger")["payments_booked_twice"] == 0
 
@@ -169,7 +177,7 @@ def test_a_bank_that_is_down_means_not_delivered(world: World) -> None:
     cfg = world.app.config.banks["icbc-sandbox"]
     moved = cfg.model_copy(update={"endpoint": f"https://127.0.0.1:{free_port()}/banks/icbc"})
     bank = connect("icbc-sandbox", moved, world.app.settings.home, signer_of(world.app),
-                   retry=NO_WAIT)
+                   files=file_cipher(world.app.master_secret), retry=NO_WAIT)
     with closing(bank), pytest.raises(NotDelivered):
         bank.submit(batch("C-DOWN", ICBC_DEBTOR, payments("C-D", 1)))
 
@@ -181,7 +189,7 @@ def test_an_answer_signed_by_someone_else_is_refused(world: World, tmp_path: Pat
     cfg = world.app.config.banks["icbc-sandbox"]
     fake = cfg.model_copy(update={"signing_cert": foreign_cert})
     bank = connect("icbc-sandbox", fake, world.app.settings.home, signer_of(world.app),
-                   retry=NO_WAIT)
+                   files=file_cipher(world.app.master_secret), retry=NO_WAIT)
     with closing(bank), pytest.raises(BadBankAnswer, match="icbc-sandbox"):
         bank.status("C-RESEND", [])
 
@@ -193,7 +201,7 @@ def test_a_foreign_client_certificate_is_a_certificate_error(world: World, tmp_p
     cfg = world.app.config.banks["icbc-sandbox"]
     wrong = cfg.model_copy(update={"client_cert": cert, "client_key": key})
     bank = connect("icbc-sandbox", wrong, world.app.settings.home, signer_of(world.app),
-                   retry=NO_WAIT)
+                   files=file_cipher(world.app.master_secret), retry=NO_WAIT)
     with closing(bank), pytest.raises(CertificateError, match="refused our client certificate"):
         bank.balance(ICBC_DEBTOR, "CNY")
 

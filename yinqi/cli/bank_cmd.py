@@ -6,16 +6,16 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, print_json
 from yinqi.errors import ConfigError, KeyStoreError
 from yinqi.identifiers import mask
+from yinqi.security.masking import mask_account, redact
 
 app = typer.Typer(help="Bank channels: connectivity test.", no_args_is_help=True)
 
@@ -23,18 +23,10 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 
 
 def signer_of(yinqi: App):  # type: ignore[no-untyped-def]
-    """Our active signing key and certificate, decrypted with the master secret."""
-    from connectors.base import Signer
-    from yinqi.security.keystore import load_private_key
-    from yinqi.store.models import Key
+    """Our current signing key (see :func:`yinqi.pipeline.banks.signer_of`)."""
+    from yinqi.pipeline.banks import signer_of as current
 
-    with yinqi.sessions() as s:
-        key = s.execute(select(Key).where(Key.purpose == "signing", Key.retired_at.is_(None))
-                        .order_by(Key.created_at.desc())).scalars().first()
-    if key is None:
-        raise KeyStoreError("no active signing key: run `yinqi init`")
-    return Signer(load_private_key(Path(key.path), yinqi.master_secret),
-                  key.certificate_pem.encode())
+    return current(yinqi)
 
 
 def _bank(yinqi: App, code: str):  # type: ignore[no-untyped-def]
@@ -58,11 +50,12 @@ def test(
     cfg = _bank(yinqi, bank)
     try:
         signer = signer_of(yinqi)
+        files = yinqi.files
     except KeyStoreError:
-        signer = None
+        signer, files = None, None
     account = next(((a.number, a.currency) for a in yinqi.config.accounts if a.bank == bank),
                    None)
-    report = run(bank, cfg, yinqi.settings.home, signer, account)
+    report = run(bank, cfg, yinqi.settings.home, signer, account, files=files)
     if json_out:
         print_json(report.as_json())
     else:
@@ -71,7 +64,8 @@ def test(
             table.add_column(col, overflow="fold")
         for s in report.steps:
             detail = s.detail + (f"\n→ {s.hint}" if s.hint else "")
-            table.add_row(s.name, f"[{_STYLE[s.outcome.value]}]{s.outcome.value}[/]", detail)
+            table.add_row(s.name, f"[{_STYLE[s.outcome.value]}]{s.outcome.value}[/]",
+                          escape(detail))  # the bank's words, not console markup
         console.print(table)
         console.print("all steps passed" if report.ok else f"FAILED at step: {report.failed_step}")
     if not report.ok:
@@ -93,13 +87,13 @@ def balances(
     def one(acct):  # type: ignore[no-untyped-def]
         try:
             connector = connect(acct.bank, yinqi.config.banks[acct.bank], yinqi.settings.home,
-                                signer)
+                                signer, files=yinqi.files)
             try:
                 return acct, connector.balance(acct.number, acct.currency), None
             finally:
                 connector.close()
         except (BankError, ValueError) as exc:
-            return acct, None, str(exc)
+            return acct, None, redact(str(exc))
 
     with ThreadPoolExecutor(max_workers=min(16, len(accounts) or 1)) as pool:
         results = list(pool.map(one, accounts))
@@ -126,7 +120,8 @@ def balances(
             table.add_row(r["bank"], r["account"], r["name"], r["currency"],
                           f"{Decimal(r['balance']):,}" if r["balance"] else "—",
                           f"{Decimal(r['available']):,}" if r["available"] else "—",
-                          "ok" if r["status"] == "ok" else f"[bold red]FAILED[/]: {r['error']}")
+                          "ok" if r["status"] == "ok" else
+                          f"[bold red]FAILED[/]: {escape(r['error'] or '')}")
         for cur, total in sorted(totals.items()):
             table.add_row("", "", "[bold]total[/]", cur, f"[bold]{total:,}[/]", "", "")
         console.print(table)
@@ -139,7 +134,9 @@ def balances(
 
 def transactions(
     ctx: typer.Context,
-    account: str = typer.Option(..., "--account", help="One of our account numbers."),
+    account: str = typer.Option(..., "--account",
+                                help="One of our accounts: its number, ****1234 or "
+                                     "<bank>:****1234."),
     first: str = typer.Option(..., "--from", help="First day, YYYY-MM-DD."),
     last: str = typer.Option(..., "--to", help="Last day, YYYY-MM-DD."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -153,18 +150,22 @@ def transactions(
         day_from, day_to = date.fromisoformat(first), date.fromisoformat(last)
     except ValueError as exc:
         raise InvalidValue(f"--from/--to must be YYYY-MM-DD ({exc})") from None
-    acct = next((a for a in yinqi.config.accounts if a.number == account), None)
+    from yinqi.recon.accounts import resolve_accounts
+
+    numbers = resolve_accounts(yinqi.config, [account]) or []
+    acct = next((a for a in yinqi.config.accounts if numbers == [a.number]), None)
     if acct is None:
         raise InvalidValue(f"account {mask(account)} is not in accounts.toml")
     connector = connect(acct.bank, yinqi.config.banks[acct.bank], yinqi.settings.home,
-                        signer_of(yinqi))
+                        signer_of(yinqi), files=yinqi.files)
     try:
         stmts = connector.statements(acct.number, day_from, day_to)
     finally:
         connector.close()
     from yinqi.cli.statements_cmd import statement_json
 
-    data = [statement_json(s) for s in stmts]
+    # What the bank said, with account numbers (ours and the counterparties') masked.
+    data = [_masked_statement(statement_json(s)) for s in stmts]
     if json_out:
         print_json({"account": mask(acct.number), "bank": acct.bank, "from": first, "to": last,
                     "statements": data})
@@ -177,4 +178,13 @@ def transactions(
             table.add_row(e["booking_date"] or "", e["value_date"] or "", e["amount"],
                           e["counterparty_name"] or "", e["end_to_end_id"] or e["bank_reference"]
                           or "", (e["remittance"] or "")[:40])
-    console.print(table)
+    console.print(table, markup=False)
+
+
+def _masked_statement(data: dict) -> dict:  # type: ignore[type-arg]
+    entries = [{**e, "counterparty_account": mask_account(e["counterparty_account"]) or None,
+                "remittance": redact(e["remittance"]) if e["remittance"] else e["remittance"]}
+               for e in data["entries"]]
+    return {**data, "account": mask_account(data["account"]),
+            "statement_id": redact(data["statement_id"]), "entries": entries,
+            "warnings": [redact(w) for w in data["warnings"]]}

@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, print_json
-from yinqi.security.keystore import create_signing_key
+from yinqi.security.keyring import current_signing_key, record_key
+from yinqi.security.keystore import create_signing_key, next_key_id
 from yinqi.security.master import ensure_master_secret
 from yinqi.store import migrate
 from yinqi.store.models import Key
@@ -35,20 +36,13 @@ def run_init(app: App) -> list[str]:
         users = ensure_users(session, DEMO_USERS, app.field_cipher, app.audit)
         if users:
             changes.append(f"{len(users)} user(s): {', '.join(users)}")
-        has_key = session.execute(
-            select(Key.id).where(Key.purpose == "signing", Key.retired_at.is_(None))
-        ).first()
-        if not has_key:
-            info = create_signing_key(settings.keys_dir, app.master_secret, SIGNING_KEY_ID,
+        if current_signing_key(session) is None:
+            # After rotations the next id follows the highest ever used: an id names one key.
+            used = session.execute(select(Key.key_id)).scalars().all()
+            key_id = next_key_id(used) if used else SIGNING_KEY_ID
+            info = create_signing_key(settings.keys_dir, app.master_secret, key_id,
                                       config.company.name)
-            session.add(Key(key_id=info.key_id, purpose=info.purpose, algorithm=info.algorithm,
-                            fingerprint=info.fingerprint, certificate_pem=info.certificate_pem,
-                            path=str(info.key_path), not_before=info.not_before,
-                            not_after=info.not_after))
-            app.audit.append(session, actor=SYSTEM, action="key.created", subject_type="key",
-                             subject_ids=[info.key_id],
-                             details={"fingerprint": info.fingerprint,
-                                      "not_after": info.not_after.isoformat()})
+            record_key(session, app.audit, info, actor=SYSTEM)
             changes.append(f"signing key {info.key_id} ({info.algorithm})")
     return changes
 

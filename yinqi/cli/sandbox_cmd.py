@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Container
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,32 +56,25 @@ def connect(
 
 
 def enrol(yinqi: App, config: Path | None, state: Path) -> list[str]:
-    from connectors.sandbox.pki import ensure_ca, issue_client_cert
+    """Issue the channel certificates and register our signing certificates: what
+    ``yinqi sandbox-bank connect`` does. Safe to rerun."""
+    from connectors.sandbox.pki import ensure_ca
     from connectors.sandbox.runner import open_sandbox
 
     running = open_sandbox(config, state)
     running.sandbox.engine.dispose()
     ensure_ca(state)
-    signing_cert = yinqi.settings.keys_dir / "signing-1.cert.pem"
-    if not signing_cert.exists():
-        raise typer.BadParameter(f"{signing_cert} is missing: run `yinqi init` first")
+    keys = _signing_certificates(yinqi)
+    if not keys:
+        raise typer.BadParameter("no signing key yet: run `yinqi init` first")
     home, done = yinqi.settings.home, []
     for code, bank in sorted(yinqi.config.banks.items()):
-        parts = urlsplit(str(bank.endpoint))
-        sandbox_code = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        if parts.hostname not in ("127.0.0.1", "localhost") or \
-                sandbox_code not in running.sandbox.banks:
+        sandbox_code = _sandbox_code(str(bank.endpoint), running.sandbox.banks)
+        if sandbox_code is None:
             done.append(f"{code}: not a sandbox bank here, skipped")
             continue
-        cert = bank.resolve_path(home, bank.client_cert)
-        key = bank.resolve_path(home, bank.client_key)
-        if not cert.exists() or not key.exists():
-            issue_client_cert(state, f"{yinqi.config.company.name} ({code})", cert, key)
-            done.append(f"{code}: issued channel certificate {cert}")
-        folder = state / "signers" / sandbox_code
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(signing_cert, folder / "yinqi-signing-1.pem")
-        done.append(f"{code}: signing certificate registered with sandbox bank {sandbox_code}")
+        done += _channel(yinqi, state, code)
+        done += _register(state, code, sandbox_code, keys)
         # The bank's CA and signing certificate, where banks.toml expects them.
         for source, rel in ((state / "ca.pem", bank.ca_cert),
                             (state / "bank-signing.pem", bank.signing_cert)):
@@ -89,3 +83,110 @@ def enrol(yinqi: App, config: Path | None, state: Path) -> list[str]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
     return done
+
+
+def register_signing_certificates(yinqi: App, state: Path, only: str | None = None
+                                  ) -> tuple[list[str], list[str]]:
+    """Hand every signing certificate (current and retired) to the sandbox banks in ``state``.
+
+    Returns (what was registered, the banks that are not sandbox banks here). A running
+    sandbox reads its signer folders again when they change: no restart is needed.
+    """
+    keys, known = _signing_certificates(yinqi), _sandbox_banks(state)
+    done, elsewhere = [], []
+    for code, bank in sorted(yinqi.config.banks.items()):
+        if only is not None and code != only:
+            continue
+        sandbox_code = _sandbox_code(str(bank.endpoint), known)
+        if sandbox_code is None:
+            elsewhere.append(code)
+        else:
+            done += _register(state, code, sandbox_code, keys)
+    return done, elsewhere
+
+
+def is_sandbox_bank(yinqi: App, code: str, state: Path) -> bool:
+    """Whether bank ``code`` is served by the sandbox whose state folder is ``state``."""
+    from yinqi.security import channels
+
+    bank = channels.bank_config(yinqi, code)
+    return _sandbox_code(str(bank.endpoint), _sandbox_banks(state)) is not None
+
+
+def reissue_channel(yinqi: App, state: Path, code: str, *, actor: str) -> list[str]:
+    """A new channel key for a sandbox bank: our CSR, the sandbox CA's certificate, installed."""
+    from connectors.sandbox.pki import certify_csr
+    from yinqi.security import channels
+
+    if not is_sandbox_bank(yinqi, code, state):
+        raise typer.BadParameter(f"{code} is not a sandbox bank in {state}")
+    cert_path, _ = channels.paths(yinqi, code)
+    _, csr = channels.start_rotation(yinqi, code)
+    issued = cert_path.with_name(f".{cert_path.stem}.issued")
+    try:
+        fp = certify_csr(state, csr, issued)
+        _, changes = channels.install(yinqi, code, cert=issued, actor=actor,
+                                      action="key.rotated")
+    finally:
+        issued.unlink(missing_ok=True)
+    return [f"{code}: new channel certificate {fp[:16]}... issued by the sandbox CA"] + \
+        [f"{code}: wrote {c}" for c in changes]
+
+
+def _sandbox_banks(state: Path) -> set[str]:
+    folders = state / "signers"
+    return {p.name for p in folders.iterdir() if p.is_dir()} if folders.is_dir() else set()
+
+
+def _sandbox_code(endpoint: str, known: Container[str]) -> str | None:
+    parts = urlsplit(endpoint)
+    code = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if parts.hostname not in ("127.0.0.1", "localhost") or code not in known:
+        return None
+    return code
+
+
+def _signing_certificates(yinqi: App) -> list[tuple[str, bytes]]:
+    from sqlalchemy import select
+
+    from yinqi.store.models import Key
+
+    with yinqi.sessions() as s:
+        rows = s.execute(select(Key.key_id, Key.certificate_pem).where(Key.purpose == "signing")
+                         .order_by(Key.created_at, Key.id)).all()
+    return [(key_id, pem.encode()) for key_id, pem in rows]
+
+
+def _channel(yinqi: App, state: Path, code: str) -> list[str]:
+    """Our channel key and certificate: made if missing, the key encrypted if it was not."""
+    from connectors.sandbox.pki import certify_csr
+    from yinqi.security import channels
+    from yinqi.security.keystore import create_tls_client_key, encrypt_key_file
+
+    cert, key = channels.paths(yinqi, code)
+    if cert.exists() and key.exists():
+        if encrypt_key_file(key, yinqi.master_secret):
+            return [f"{code}: encrypted the channel key {key}"]
+        return []
+    csr = create_tls_client_key(key, yinqi.master_secret, channels.common_name(yinqi, code))
+    certify_csr(state, csr, cert)
+    return [f"{code}: issued channel certificate {cert} (key encrypted, {key})"]
+
+
+def _register(state: Path, code: str, sandbox_code: str,
+              keys: list[tuple[str, bytes]]) -> list[str]:
+    from yinqi.security.keystore import write_public_file
+
+    folder = state / "signers" / sandbox_code
+    folder.mkdir(parents=True, exist_ok=True)
+    added = []
+    for key_id, pem in keys:
+        target = folder / f"yinqi-{key_id}.pem"
+        if not target.exists() or target.read_bytes() != pem:
+            write_public_file(target, pem)
+            added.append(key_id)
+    if not added:
+        return [f"{code}: signing certificates already registered with sandbox bank "
+                f"{sandbox_code}"]
+    return [f"{code}: signing certificate {', '.join(added)} registered with sandbox bank "
+            f"{sandbox_code}"]

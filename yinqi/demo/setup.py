@@ -32,10 +32,13 @@ class DemoWorld:
 
         import httpx
 
+        from yinqi.security.keystore import keystore_password
+
         home = self.app.settings.home
         ctx = ssl.create_default_context(cafile=str(home / "sandbox" / "ca.pem"))
         ctx.load_cert_chain(str(home / "keys/client-icbc-sandbox.pem"),
-                            str(home / "keys/client-icbc-sandbox.key"))
+                            str(home / "keys/client-icbc-sandbox.key"),
+                            password=keystore_password(self.app.master_secret))
         with httpx.Client(base_url=self.bank.url, verify=ctx, timeout=60) as c:
             r = c.request(method, f"/_sandbox/{path}", **kw)  # type: ignore[arg-type]
             r.raise_for_status()

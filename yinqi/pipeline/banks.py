@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from yinqi.errors import ConfigError, KeyStoreError
 
 if TYPE_CHECKING:
@@ -16,18 +14,23 @@ if TYPE_CHECKING:
 
 
 def signer_of(app: App) -> Signer:
-    """Our active signing key and certificate, decrypted with the master secret."""
+    """Our current signing key and certificate, decrypted with the master secret, and the
+    keystore password that unlocks our TLS client keys.
+
+    After a rotation this is the new key: batches signed from now on carry its signature,
+    while batches signed before keep the bytes (and signature) they were signed with.
+    """
     from connectors.base import Signer
-    from yinqi.security.keystore import load_private_key
-    from yinqi.store.models import Key
+    from yinqi.security.keyring import current_signing_key
+    from yinqi.security.keystore import keystore_password, load_private_key
 
     with app.sessions() as s:
-        key = s.execute(select(Key).where(Key.purpose == "signing", Key.retired_at.is_(None))
-                        .order_by(Key.created_at.desc())).scalars().first()
+        key = current_signing_key(s)
     if key is None:
         raise KeyStoreError("no active signing key: run `yinqi init`")
     return Signer(load_private_key(Path(key.path), app.master_secret),
-                  key.certificate_pem.encode())
+                  key.certificate_pem.encode(),
+                  tls_key_password=keystore_password(app.master_secret))
 
 
 class BankPool:
@@ -51,6 +54,7 @@ class BankPool:
             if self._signer is None:
                 self._signer = signer_of(self._app)
             self._open[code] = connect(code, bank, self._app.settings.home, self._signer,
+                                       files=self._app.files,
                                        retry=self._retry or RetryPolicy())
         return self._open[code]
 

@@ -1,11 +1,14 @@
 """Collecting each settled payment's 电子回单: download, check the bank's signature, keep.
 
 A receipt whose signature does not verify is never stored as evidence: the payment stays
-SETTLED, an alert is raised, and the next round tries again.
+SETTLED, an alert is raised, and the next round tries again. Receipts are kept in the bank's
+archive, encrypted at rest (the connector's :class:`connectors.archive.Archive` seals them);
+:func:`read_receipt` gives one back decrypted and checked against its recorded SHA-256.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -17,8 +20,9 @@ from connectors.base import DownloadedReceipt
 from connectors.errors import BadBankAnswer, BankError
 from yinqi.alerts import Severity
 from yinqi.bootstrap import App
+from yinqi.errors import InvalidValue, SecurityError
 from yinqi.pipeline.banks import BankPool
-from yinqi.pipeline.signing import relative_to_home
+from yinqi.pipeline.signing import read_archived, relative_to_home
 from yinqi.states import PaymentState
 from yinqi.store.models import Alert, Batch, Payment
 from yinqi.store.models import Receipt as ReceiptRow
@@ -38,6 +42,40 @@ class ReceiptResult:
 
 #: Booked payments whose receipt is still to be collected (reconciliation may come first).
 WANT_RECEIPT = (S.SETTLED.value, S.RECONCILED.value)
+
+
+@dataclass(frozen=True)
+class KeptReceipt:
+    """A payment's receipt as the bank sent it (the PDF bytes, decrypted and checked)."""
+
+    payment_id: int
+    file_path: str
+    sha256: str
+    bank_reference: str
+    content: bytes
+
+
+def read_receipt(app: App, payment_id: int) -> KeptReceipt:
+    """The kept receipt of one payment, decrypted; :class:`SecurityError` when the file is gone,
+    does not decrypt, or is not the document whose hash was recorded when it was collected."""
+    with app.sessions() as s:
+        row = s.execute(select(ReceiptRow).where(ReceiptRow.payment_id == payment_id)
+                        ).scalar_one_or_none()
+    if row is None:
+        raise InvalidValue(f"payment {payment_id} has no receipt: receipts of settled payments "
+                           "are collected by `yinqi payments run`")
+    what = f"receipt of payment {payment_id} ({row.file_path})"
+    try:
+        data = read_archived(app, row.file_path)
+    except FileNotFoundError:
+        raise SecurityError(f"{what}: the file is missing; restore the archive from a backup "
+                            "or download the receipt from the bank again") from None
+    except SecurityError as exc:
+        raise SecurityError(f"receipt of payment {payment_id}: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        raise SecurityError(f"{what}: the file does not match the SHA-256 recorded when it was "
+                            "collected; do not trust it, ask the bank for the receipt again")
+    return KeptReceipt(payment_id, row.file_path, row.sha256, row.bank_reference, data)
 
 
 def _has_receipt():  # type: ignore[no-untyped-def]

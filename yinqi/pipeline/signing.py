@@ -68,6 +68,20 @@ def home_path(app: App, stored: str) -> Path:
     return p if p.is_absolute() else app.settings.home / p
 
 
+def archive_of(app: App, bank: str) -> Archive:
+    """The bank's message archive, sealing and opening with the installation's file keys."""
+    return Archive(app.settings.home / "archive", bank, app.files)
+
+
+def read_archived(app: App, stored: str) -> bytes:
+    """The plaintext of an archived file by its stored path (relative to the home folder).
+
+    ``FileNotFoundError`` when it is gone, ``SecurityError`` when it does not open; the caller
+    compares the recorded SHA-256."""
+    path = home_path(app, stored)
+    return archive_of(app, path.parent.parent.name).read(path)
+
+
 def sign_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
                  lease: timedelta = DEFAULT_LEASE) -> SigningResult:
     """Claim built batches, build and sign each, archive the bytes durably, then record them.
@@ -87,7 +101,7 @@ def sign_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
             if batch.state != BatchState.BUILT.value or batch.claimed_by != worker:
                 continue
             body = banks[batch.bank].prepare(outgoing(app, batch))
-            path, digest = Archive(app.settings.home / "archive", batch.bank).keep(
+            path, digest = archive_of(app, batch.bank).keep(
                 "order", batch.msg_id, body, suffix=_suffix(batch.dialect), durable=True)
             with app.sessions.begin() as s:
                 done = s.execute(

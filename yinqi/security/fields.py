@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
@@ -57,21 +58,29 @@ class FieldCrypto:
     still open (rotation re-encrypts them, see ``yinqi.store.field_keys``).
     """
 
-    def __init__(self, master: bytes, current: int = 1) -> None:
+    def __init__(self, master: bytes | Callable[[], bytes], current: int = 1) -> None:
         if current < 1:
             raise SecurityError(f"field key ID {current} must be 1 or more")
-        self._master, self.current = master, current
+        # A callable defers loading the master secret to the first encrypted column touched:
+        # `yinqi doctor` on a home without a secret yet still opens the database.
+        self._master_source, self.current = master, current
         self._siv: dict[int, AESSIV] = {}
-        self._gcm: dict[int, bytes] = {}
+
+    @property
+    def master(self) -> bytes:
+        source = self._master_source
+        if callable(source):
+            source = self._master_source = source()
+        return source
 
     def _det(self, key_id: int) -> AESSIV:
         siv = self._siv.get(key_id)
         if siv is None:
-            siv = self._siv[key_id] = AESSIV(derive_key(self._master, f"fields/det/{key_id}", 64))
+            siv = self._siv[key_id] = AESSIV(derive_key(self.master, f"fields/det/{key_id}", 64))
         return siv
 
     def cipher(self) -> FieldCipher:
-        keys = {k: derive_key(self._master, f"fields/{k}") for k in range(1, self.current + 1)}
+        keys = {k: derive_key(self.master, f"fields/{k}") for k in range(1, self.current + 1)}
         return FieldCipher(keys, self.current)
 
     def seal(self, value: str, domain: str, *, key_id: int | None = None) -> str:

@@ -20,19 +20,46 @@ from yinqi.store.models import Base, Key
 from yinqi.store.types import SealedJSON, SealedText
 
 FIELD_KEY_PREFIX = "fields-"
+FILE_KEY_PREFIX = "files-"
 _CHUNK = 2000
 
 
 def current_field_key(engine: Engine) -> int:
     """The newest field key ID recorded in the database (1 for a new database)."""
+    return _current(engine, "fields", FIELD_KEY_PREFIX)
+
+
+def current_file_key(engine: Engine) -> int:
+    """The key ID new archive files and receipts are sealed under (1 for a new database)."""
+    return _current(engine, "files", FILE_KEY_PREFIX)
+
+
+def _current(engine: Engine, purpose: str, prefix: str) -> int:
     with engine.connect() as conn:
         if not inspect(conn).has_table("keys"):
             return 1
-        rows = conn.execute(text("SELECT key_id FROM keys WHERE purpose = 'fields' "
-                                 "AND retired_at IS NULL")).scalars().all()
-    ids = [int(k.removeprefix(FIELD_KEY_PREFIX)) for k in rows
-           if k.startswith(FIELD_KEY_PREFIX) and k.removeprefix(FIELD_KEY_PREFIX).isdigit()]
+        rows = conn.execute(text("SELECT key_id FROM keys WHERE purpose = :p "
+                                 "AND retired_at IS NULL"), {"p": purpose}).scalars().all()
+    ids = [int(k.removeprefix(prefix)) for k in rows
+           if k.startswith(prefix) and k.removeprefix(prefix).isdigit()]
     return max(ids, default=1)
+
+
+def rotate_file_key(session: Session, audit: AuditLog, current: int, *,
+                    actor: str) -> tuple[int, int]:
+    """New files are sealed under the next file key; files already kept stay as they are
+    (every file names its key, and every key is derived from the master secret)."""
+    new, now = current + 1, datetime.now(UTC)
+    session.execute(update(Key).where(Key.purpose == "files", Key.retired_at.is_(None))
+                    .values(retired_at=now))
+    session.add(Key(key_id=f"{FILE_KEY_PREFIX}{new}", purpose="files", algorithm="AES-256-GCM",
+                    fingerprint="", certificate_pem="", path="", not_before=now,
+                    not_after=datetime(9999, 12, 31, tzinfo=UTC)))
+    audit.append(session, actor=actor, action="key.rotated", subject_type="key",
+                 subject_ids=[f"{FILE_KEY_PREFIX}{new}"],
+                 details={"purpose": "files", "old": f"{FILE_KEY_PREFIX}{current}",
+                          "new": f"{FILE_KEY_PREFIX}{new}"})
+    return current, new
 
 
 def sealed_columns() -> Iterator[tuple[Any, Any]]:
@@ -52,8 +79,8 @@ def rotate_field_key(session: Session, crypto: FieldCrypto, audit: AuditLog, *,
     old = crypto.current
     new = old + 1
     now = datetime.now(UTC)
-    reader = FieldCrypto(crypto._master, old)  # noqa: SLF001 - same secret, the old key
-    writer = FieldCrypto(crypto._master, new)  # noqa: SLF001
+    reader = FieldCrypto(crypto.master, old)
+    writer = FieldCrypto(crypto.master, new)
     count = 0
     for table, column in sealed_columns():
         pk = table.c.id
