@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config._problems import one_line, problems_from
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     master_secret: SecretStr | None = None
     lang: Literal["en", "zh"] = "en"
     timezone: TimeZoneName = "Asia/Shanghai"
+    # How long a `yinqi login` lasts (a working day by default).
+    session_hours: int = Field(default=8, ge=1, le=24 * 7)
 
     @field_validator("home")
     @classmethod

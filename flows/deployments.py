@@ -30,16 +30,24 @@ def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0
         receipts_flow.to_deployment(name="collect-receipts", **common),
         rerun_batch.to_deployment(
             name="rerun-batch", description="Send again what the bank rejected in one batch "
-                                            "(parameter: batch id or message ID)", **common),
+                                            "(parameters: batch id or message ID; your user "
+                                            "name and current one-time code: a treasurer's)",
+            **common),
     ]
     for group in getattr(reconciliation, "schedules", ()):
         from prefect.client.schemas.schedules import CronSchedule
 
+        from yinqi.recon.accounts import group_ref
+        from yinqi.security.masking import mask_account
+
+        # Prefect stores parameters and shows them in its UI: the group is named, and each
+        # run resolves it to the account numbers of reconciliation.toml.
         found.append(daily_reconciliation.to_deployment(
             name=f"reconcile-{group.name}",
             schedules=[CronSchedule(cron=group.cron, timezone=group.timezone)],
-            parameters={"accounts": list(group.accounts), "timezone": group.timezone},
-            description=f"Daily reconciliation of {len(group.accounts)} account(s)",
+            parameters={"accounts": [group_ref(group.name)], "timezone": group.timezone},
+            description=f"Daily reconciliation of {len(group.accounts)} account(s): "
+                        + ", ".join(mask_account(a) for a in group.accounts),
             tags=[*tags, "reconciliation"]))
     found.append(daily_reconciliation.to_deployment(
         name="reconcile-range", description="Manual reconciliation of a day or a range "

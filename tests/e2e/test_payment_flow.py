@@ -155,7 +155,7 @@ def test_deployments_carry_typed_parameters(world: DemoWorld, tmp_path: Path) ->
     assert {"payment-run", "status-sweep", "collect-receipts", "rerun-batch",
             "voucher-intake"} <= set(names)
     rerun = names["rerun-batch"].parameter_openapi_schema
-    assert rerun["required"] == ["batch", "requested_by"]
+    assert rerun["required"] == ["batch", "requested_by", "code"]
     assert rerun["properties"]["batch"]["type"] == "string"
     run = names["payment-run"].parameter_openapi_schema["properties"]
     assert run["poll_seconds"]["type"] == "number"
@@ -166,8 +166,9 @@ def test_deployments_carry_typed_parameters(world: DemoWorld, tmp_path: Path) ->
     [schedule] = daily.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 8 * * *",
                                                                     "Asia/Shanghai")
-    assert daily.parameters["accounts"] == ["1202021209900123456", "1202021209900654321",
-                                            "755912345610808"]
+    # Named by group, never by number: Prefect stores parameters and shows them in its UI.
+    assert daily.parameters["accounts"] == ["group:cny-accounts"]
+    assert "1202021209900123456" not in str(daily.parameters) + (daily.description or "")
     assert "reconcile-usd-accounts" in names and "reconcile-range" in names
     day = names["reconcile-range"].parameter_openapi_schema["properties"]["day"]
     assert "date" in str(day)
@@ -191,3 +192,34 @@ def test_the_intake_flow_imports_dropped_files_once(world: DemoWorld, tmp_path: 
     again = voucher_intake(str(folder), imported_by="demo")
     good = {Path(r["file"]).name: r for r in again["results"]}["good.csv"]
     assert good["already_imported"] and good["payments"] == 0
+
+
+def test_the_rerun_flow_checks_who_asked_before_anything_else(world: DemoWorld) -> None:
+    from flows.payment import rerun_batch
+    from yinqi.errors import SecurityError
+
+    def refusals() -> list[AuditEventRow]:
+        with world.app.sessions() as s:
+            return list(s.execute(select(AuditEventRow).where(
+                AuditEventRow.action == "access.refused").order_by(AuditEventRow.seq)).scalars())
+
+    now = datetime.now(UTC)
+    # A maker with a valid code is refused: reruns are a treasurer's.
+    with pytest.raises(SecurityError, match="needs role treasurer"):
+        rerun_batch(batch="NOSUCHBATCH", requested_by="wu.maker",
+                    code=_code(world, "wu.maker", now))
+    # A treasurer with a wrong code is refused, and the wrong code counts.
+    with pytest.raises(SecurityError, match="wrong one-time code"):
+        rerun_batch(batch="NOSUCHBATCH", requested_by="liu.treasurer", code="000000")
+    assert [e.subject_ids for e in refusals()][-2:] == [["Rerun batch"], ["Rerun batch"]]
+    assert [e.actor for e in refusals()][-2:] == ["wu.maker", "liu.treasurer"]
+    # The treasurer with a fresh code gets past the door: only then is the batch looked up.
+    from yinqi.errors import InvalidValue
+
+    with pytest.raises(InvalidValue, match="NOSUCHBATCH"):
+        rerun_batch(batch="NOSUCHBATCH", requested_by="liu.treasurer",
+                    code=_code(world, "liu.treasurer", now))
+    with world.app.sessions() as s:
+        granted = s.execute(select(AuditEventRow).where(
+            AuditEventRow.action == "access.granted")).scalars().all()
+    assert [(e.actor, e.subject_ids) for e in granted] == [("liu.treasurer", ["Rerun batch"])]

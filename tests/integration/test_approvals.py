@@ -121,13 +121,21 @@ def assert_refused_and_audited(app: App, outcome: ApprovalOutcome | RejectOutcom
         assert app.audit.verify(s).ok
 
 
-def cli(app: App, *args: str) -> object:
+def cli(app: App, *args: str, person: str | None = None) -> object:
+    """The command in-process, as the service identity or as ``person`` (a real session)."""
     from yinqi.cli.app import app as yinqi_cli
+    from yinqi.store.auth import _existing, start_session
 
     settings = app.settings
     assert settings.master_secret is not None
     env = {"YINQI_HOME": str(settings.home), "YINQI_DATABASE_URL": settings.resolved_database_url,
-           "YINQI_MASTER_SECRET": settings.master_secret.get_secret_value(), "COLUMNS": "200"}
+           "YINQI_MASTER_SECRET": settings.master_secret.get_secret_value(), "COLUMNS": "200",
+           "YINQI_ACTOR": "service", "YINQI_SESSION": ""}
+    if person is not None:
+        with app.sessions.begin() as s:
+            token, _ = start_session(s, app.audit, _existing(s, person), origin="test",
+                                     client="pytest", now=datetime.now(UTC))
+        env.update(YINQI_ACTOR="", YINQI_SESSION=token)
     return CliRunner().invoke(yinqi_cli, list(args), env=env)
 
 
@@ -427,12 +435,14 @@ def test_cli_lists_approves_and_refuses(app: App) -> None:
 
     # The command reads the wall clock; one step of tolerance covers a 30 s boundary between.
     code = code_of(app, "li.approver", datetime.now(UTC))
-    done = cli(app, "approvals", "approve", e2e, "--as", "li.approver", "--code", code, "--json")
+    done = cli(app, "approvals", "approve", e2e, "--as", "li.approver", "--code", code, "--json",
+               person="li.approver")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["completed"] == [pid]
 
     [other] = make_pending(app, "30000.00")
-    again = cli(app, "approvals", "approve", str(other), "--as", "li.approver", "--code", code)
+    again = cli(app, "approvals", "approve", str(other), "--as", "li.approver", "--code", code,
+                person="li.approver")
     assert again.exit_code == 1
     assert "CODE_REUSED" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     assert state_of(app, other) == S.PENDING_APPROVAL

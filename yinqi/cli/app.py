@@ -11,7 +11,12 @@ import sys
 import typer
 
 from yinqi.bootstrap import App
+from yinqi.cli import alerts_cmd
 from yinqi.cli import approvals_cmd
+from yinqi.cli import files_cmd
+from yinqi.cli import keys_cmd
+from yinqi.cli import risk_cmd
+from yinqi.cli import access, users_cmd
 from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
 from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, reconcile_cmd, vouchers_cmd
 from yinqi.cli.output import console, fail_line
@@ -23,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=access.RootGroup,
 )
 
 
@@ -32,10 +38,15 @@ def _start(ctx: typer.Context) -> None:
     # stops the command before it touches anything, whatever the command is.
     if ctx.resilient_parsing:
         return
+    from yinqi.security.masking import install_redaction
+
+    install_redaction()  # log lines of every command pass the account-number filter
     yinqi = App()
     yinqi.config  # noqa: B018 - loading is the check
     ctx.obj = yinqi
     ctx.call_on_close(yinqi.close)
+    # Who asks, and may they (yinqi.security.rbac): refused before anything else runs.
+    access.check(ctx, yinqi)
 
 
 app.command("init")(init_cmd.init)
@@ -53,6 +64,15 @@ app.add_typer(payments_cmd.batches_app, name="batches")
 app.command("demo")(demo_cmd.demo)
 app.add_typer(flows_cmd.app, name="flows")
 app.add_typer(reconcile_cmd.app, name="reconcile")
+app.add_typer(alerts_cmd.app, name="alerts")
+app.add_typer(files_cmd.receipts_app, name="receipts")
+app.add_typer(files_cmd.archive_app, name="archive")
+app.add_typer(keys_cmd.app, name="keys")
+app.command("login")(users_cmd.login)
+app.command("logout")(users_cmd.logout)
+app.command("whoami")(users_cmd.whoami)
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(risk_cmd.app, name="risk")
 statements_cmd.app.command("import")(reconcile_cmd.import_statements)
 statements_cmd.app.command("fetch")(reconcile_cmd.fetch)
 statements_cmd.app.command("show")(reconcile_cmd.show_statement)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from yinqi.approval import Refusal
 from yinqi.bootstrap import App
+from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, err_console, print_json
 from yinqi.errors import InvalidValue
 from yinqi.store import approvals
@@ -61,7 +62,7 @@ def list_pending(
         if username is not None:
             cells.append("yes" if r.can_approve else f"no: {r.why_not.code if r.why_not else ''}")
         table.add_row(*cells)
-    console.print(table)
+    console.print(table, markup=False)  # makers and categories come from voucher files
 
 
 @app.command("approve")
@@ -77,6 +78,7 @@ def approve(
 ) -> None:
     """Approve the next level of the given payments with one one-time code."""
     yinqi = _app(ctx)
+    username = acting_as(ctx, username)  # the logged-in approver, and no one else
     policy = yinqi.config.approval_policy
     now = datetime.now(UTC)
     with yinqi.sessions.begin() as session:
@@ -88,7 +90,8 @@ def approve(
             raise InvalidValue("nothing to approve: give payment ids or --all-pending")
         outcome = approvals.approve(session, yinqi.audit, yinqi.field_cipher, policy,
                                     username=username, code=code, payment_ids=payment_ids,
-                                    now=now, reason=reason)
+                                    now=now, reason=reason,
+                                    risk_rules=yinqi.config.risk_rules)
         labels = _labels(session, payment_ids)
     # The transaction is committed before any exit code: refusals and their audit events stay.
     if json_out:
@@ -116,6 +119,7 @@ def reject(
 ) -> None:
     """Reject payments with a reason; they are never paid."""
     yinqi = _app(ctx)
+    username = acting_as(ctx, username)  # the logged-in approver, and no one else
     with yinqi.sessions.begin() as session:
         payment_ids = _resolve(session, ids or [])
         if not payment_ids:
@@ -140,7 +144,8 @@ def check(ctx: typer.Context, json_out: bool = _JSON) -> None:
     yinqi = _app(ctx)
     with yinqi.sessions.begin() as session:
         mismatches = approvals.audit_state_check(session)
-        approvals.record_mismatches(session, yinqi.audit, mismatches, actor="cli:approvals check",
+        approvals.record_mismatches(session, yinqi.audit, mismatches,
+                                    actor=acting_as(ctx, default="cli:approvals check"),
                                     now=datetime.now(UTC))
     if json_out:
         print_json({"ok": not mismatches, "mismatches": [

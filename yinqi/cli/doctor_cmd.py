@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from yinqi.bootstrap import App
@@ -30,7 +31,7 @@ def doctor(
         table.add_column("status")
         table.add_column("detail", overflow="fold")
         for c in checks:
-            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status.value}[/]", c.detail)
+            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status.value}[/]", escape(c.detail))
         console.print(table)
         console.print(f"{len(failed)} failed, "
                       f"{sum(c.status is Status.WARN for c in checks)} warnings")

@@ -10,6 +10,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from yinqi.bootstrap import App
+from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue
 from yinqi.identifiers import mask
@@ -131,7 +132,8 @@ def list_payments(
 def fix(
     ctx: typer.Context,
     payment_id: int = typer.Argument(..., help="The payment's id."),
-    user: str = typer.Option(..., "--as", help="Who corrects (recorded in the audit log)."),
+    user: str | None = typer.Option(None, "--as", help="Who corrects: you (default: the "
+                                                       "logged-in user)."),
     creditor_name: str | None = typer.Option(None, "--creditor-name"),
     creditor_account: str | None = typer.Option(None, "--creditor-account"),
     creditor_bank_name: str | None = typer.Option(None, "--creditor-bank-name"),
@@ -152,13 +154,14 @@ def fix(
     if not changes:
         raise InvalidValue("nothing to correct: give at least one --creditor-... / --amount / "
                            "--purpose option")
-    diff = correct_payment(_app(ctx), payment_id, changes, actor=user)
+    diff = correct_payment(_app(ctx), payment_id, changes, actor=acting_as(ctx, user))
     if json_out:
         print_json({"payment_id": payment_id,
                     "changes": {k: {"from": a, "to": b} for k, (a, b) in diff.items()}})
     else:
         console.print(f"payment {payment_id}: " + ("; ".join(
-            f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()) or "nothing changed"))
+            f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()) or "nothing changed"),
+            markup=False)
 
 
 @batches_app.command("list")
@@ -208,7 +211,8 @@ def _batch_json(b: Any, states: dict[str, int]) -> dict[str, Any]:
 def rerun(
     ctx: typer.Context,
     batch: str = typer.Argument(..., help="The batch's id or message ID."),
-    user: str = typer.Option(..., "--as", help="Who reruns (recorded in the audit log)."),
+    user: str | None = typer.Option(None, "--as", help="Who reruns: you (default: the "
+                                                       "logged-in user)."),
     reason: str | None = typer.Option(None, "--reason"),
     json_out: bool = _JSON,
 ) -> None:
@@ -217,7 +221,7 @@ def rerun(
     (or the payment flow) afterwards."""
     from yinqi.pipeline.reruns import rerun_batch
 
-    result = rerun_batch(_app(ctx), batch, actor=user, reason=reason)
+    result = rerun_batch(_app(ctx), batch, actor=acting_as(ctx, user), reason=reason)
     if json_out:
         print_json({"batch_id": result.batch_id, "msg_id": result.msg_id,
                     "to_send": result.to_send, "to_reapprove": result.to_reapprove,

@@ -10,8 +10,10 @@ import typer
 from rich.table import Table
 
 from yinqi.bootstrap import App
+from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.identifiers import mask
+from yinqi.security.masking import redact, redact_deep
 from yinqi.store.migrate import ensure_current
 
 app = typer.Typer(help="Reconciliation: match statements against payments, report, "
@@ -20,7 +22,9 @@ exceptions_app = typer.Typer(help="The exceptions queue.", no_args_is_help=True)
 app.add_typer(exceptions_app, name="exceptions")
 
 _JSON = typer.Option(False, "--json", help="Print one JSON object.")
-_ACCOUNT = typer.Option(None, "--account", help="Only this account (repeatable).")
+_ACCOUNT = typer.Option(None, "--account",
+                        help="Only this account (repeatable): its number, ****1234, "
+                             "<bank>:****1234 or group:<name> of reconciliation.toml.")
 
 
 def _app(ctx: typer.Context) -> App:
@@ -49,7 +53,7 @@ def import_statements(
     whole with the reasons; a file taken in before creates nothing."""
     from yinqi.recon import import_statement_file
 
-    result = import_statement_file(_app(ctx), file, actor="cli")
+    result = import_statement_file(_app(ctx), file, actor=acting_as(ctx))
     if json_out:
         print_json({"file": str(file), **_intake_json(result)})
         if result.quarantined:
@@ -77,7 +81,7 @@ def fetch(
 
     day0 = first.date() if first else yesterday()
     day1 = last.date() if last else day0
-    result = fetch_statements(_app(ctx), account or None, day0, day1, actor="cli")
+    result = fetch_statements(_app(ctx), account or None, day0, day1, actor=acting_as(ctx))
     if json_out:
         print_json({**_intake_json(result.intake), "errors": result.errors})
     else:
@@ -104,7 +108,7 @@ def run(
     day0 = first.date() if first else yesterday()
     day1 = last.date() if last else day0
     summary = reconcile(_app(ctx), first=day0, last=day1, accounts=account or None,
-                        actor="cli")
+                        actor=acting_as(ctx))
     if json_out:
         print_json(summary.as_json())
         return
@@ -127,24 +131,30 @@ def report(
     """Per account: bank closing balance against what Yinqi explains, matched and unmatched
     entries, payments and open exceptions."""
     from yinqi.recon import daily_report, export_xlsx
+    from yinqi.recon.accounts import labels
 
     yinqi = _app(ctx)
     the_day = day.date() if day else yesterday()
     rows = daily_report(yinqi, the_day, account or None)
     if xlsx is not None:
         export_xlsx(yinqi, rows, xlsx)
+    # Bank and account name tell our accounts apart; the number shows its last four only.
+    named = labels(yinqi.config)
     if json_out:
-        print_json([{**r.as_json(), "account": mask(r.account)} for r in rows])
+        print_json([{**r.as_json(), **named.get(r.account, {}), "account": mask(r.account)}
+                    for r in rows])
         return
-    table = Table("account", "ccy", "opening", "closing", "ledger", "difference", "lines",
-                  "matched", "unmatched", "payments", "reconciled", "exceptions",
-                  title=f"Reconciliation {the_day}")
+    table = Table("bank", "name", "account", "ccy", "opening", "closing", "ledger",
+                  "difference", "lines", "matched", "unmatched", "payments", "reconciled",
+                  "exceptions", title=f"Reconciliation {the_day}")
     for r in rows:
-        table.add_row(mask(r.account), r.currency, r.bank_opening or "—", r.bank_closing or "—",
+        label = named.get(r.account, {})
+        table.add_row(label.get("bank", ""), label.get("account_name", ""), mask(r.account),
+                      r.currency, r.bank_opening or "—", r.bank_closing or "—",
                       r.ledger_balance or "—", r.difference or "—", str(r.lines),
                       str(r.matched_lines), f"{r.unmatched_lines} ({r.unmatched_amount})",
                       str(r.payments), str(r.payments_reconciled), str(r.open_exceptions))
-    console.print(table)
+    console.print(table, markup=False)
     if xlsx is not None:
         console.print(f"written: {xlsx}")
 
@@ -177,13 +187,14 @@ def exceptions_confirm(
     exception_id: int = typer.Argument(...),
     candidate: int | None = typer.Option(None, "--candidate",
                                          help="Which suggestion (default: the best)."),
-    user: str = typer.Option(..., "--as"),
+    user: str | None = typer.Option(None, "--as", help="You (default: the logged-in user)."),
     note: str = typer.Option("", "--note"),
 ) -> None:
     """Accept a suggested match for an exception (audited)."""
     from yinqi.recon import confirm
 
-    match_id = confirm(_app(ctx), exception_id, candidate=candidate, actor=user, note=note)
+    match_id = confirm(_app(ctx), exception_id, candidate=candidate, actor=acting_as(ctx, user),
+                       note=note)
     console.print(f"exception #{exception_id}: matched (match #{match_id})")
 
 
@@ -192,13 +203,14 @@ def exceptions_rematch(
     ctx: typer.Context,
     payment: list[int] = typer.Option(..., "--payment", help="Payment id (repeatable)."),
     line: list[int] = typer.Option(..., "--line", help="Statement line id (repeatable)."),
-    user: str = typer.Option(..., "--as"),
+    user: str | None = typer.Option(None, "--as", help="You (default: the logged-in user)."),
     note: str = typer.Option(..., "--note", help="Why these belong together."),
 ) -> None:
     """Match payments and statement lines by hand (audited, with the reason)."""
     from yinqi.recon import match_by_hand
 
-    match_id = match_by_hand(_app(ctx), payment_ids=payment, line_ids=line, actor=user,
+    match_id = match_by_hand(_app(ctx), payment_ids=payment, line_ids=line,
+                             actor=acting_as(ctx, user),
                              note=note)
     console.print(f"matched by hand (match #{match_id})")
 
@@ -207,13 +219,13 @@ def exceptions_rematch(
 def exceptions_write_off(
     ctx: typer.Context,
     exception_id: int = typer.Argument(...),
-    user: str = typer.Option(..., "--as"),
+    user: str | None = typer.Option(None, "--as", help="You (default: the logged-in user)."),
     reason: str = typer.Option(..., "--reason"),
 ) -> None:
     """Close an exception without a match, with the reason on record (audited)."""
     from yinqi.recon import write_off
 
-    write_off(_app(ctx), exception_id, actor=user, reason=reason)
+    write_off(_app(ctx), exception_id, actor=acting_as(ctx, user), reason=reason)
     console.print(f"exception #{exception_id}: written off")
 
 
@@ -231,10 +243,12 @@ def show_statement(
         row = s.get(StatementRow, statement)
         if row is None:
             raise InvalidValue(f"no statement #{statement}")
-        checks = row.checks or {}
+        # Rows stored before IDs and check results were kept masked are masked here.
+        checks = redact_deep(row.checks or {})
         head = {"statement": row.id, "account": mask(row.account), "currency": row.currency,
-                "statement_id": row.statement_id, "sequence": row.sequence, "kind": row.kind,
-                "lines": row.line_count, "status": row.status, "reason": row.reason,
+                "statement_id": redact(row.statement_id), "sequence": row.sequence,
+                "kind": row.kind, "lines": row.line_count, "status": row.status,
+                "reason": redact(row.reason) if row.reason else row.reason,
                 "source": row.source}
     if json_out:
         print_json({**head, "checks": checks})

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from yinqi.bootstrap import App
+from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue
 from yinqi.store.intake import ImportSummary, import_vouchers, own_accounts
@@ -54,7 +55,8 @@ def run_import(app: App, path: Path, *, mapping_name: str = DEFAULT_MAPPING,
         except InvalidValue as exc:
             raise InvalidValue(f"{path}: {exc}") from None
         return import_vouchers(session, app.audit, source=source, file_name=str(path),
-                               data=data, rows_result=checked, imported_by=imported_by)
+                               data=data, rows_result=checked, imported_by=imported_by,
+                               risk_rules=app.config.risk_rules)
 
 
 def summary_json(path: Path, summary: ImportSummary) -> dict[str, Any]:
@@ -79,12 +81,15 @@ def import_(
     source: str = typer.Option("erp", "--source",
                                help="Where the vouchers come from; voucher numbers are unique "
                                     "per source."),
-    user: str = typer.Option(CLI_USER, "--as", help="Who imports (recorded in the audit log)."),
+    user: str | None = typer.Option(None, "--as", help="Who imports (recorded in the audit "
+                                                       "log): you when logged in; the service "
+                                                       "may name the maker."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Import a voucher file: valid rows become payments pending approval, the rest is kept
     in quarantine with its reasons; importing the same file again creates nothing."""
-    summary = run_import(ctx.obj, file, mapping_name=mapping, source=source, imported_by=user)
+    summary = run_import(ctx.obj, file, mapping_name=mapping, source=source,
+                         imported_by=acting_as(ctx, user, default=CLI_USER))
     if json_out:
         print_json(summary_json(file, summary))
         return

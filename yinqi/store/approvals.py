@@ -16,16 +16,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pyotp
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config.policy import ApprovalPolicy
+from config.risk import RiskRules
 from yinqi.alerts import Severity
 from yinqi.approval import (
-    LOCK_AFTER_FAILURES,
-    LOCK_DURATION,
     Case,
     Fill,
     Given,
@@ -35,18 +32,19 @@ from yinqi.approval import (
     judge,
     levels_for,
     next_level,
-    verify_code,
 )
-from yinqi.approvals import Decision, Role, User
+from yinqi.approvals import Decision, User
 from yinqi.payments import approval_digest
-from yinqi.errors import InvalidValue, SecurityError
+from yinqi.errors import InvalidValue
 from yinqi.money import Money
 from yinqi.security.fields import FieldCipher
 from yinqi.states import PaymentState
+from yinqi.store import auth
 from yinqi.store.audit_log import AuditLog
-from yinqi.store.models import Alert, AuditEventRow, OtpUse, Payment, UserRole
+from yinqi.store.models import Alert, AuditEventRow, Payment
 from yinqi.store.models import Approval as ApprovalRow
 from yinqi.store.models import User as UserRow
+from yinqi.store.risk import Stage, screen_payments
 from yinqi.store.transitions import move_payments
 
 #: The payment columns :func:`approval_digest` covers, in its argument order (after the id).
@@ -124,10 +122,13 @@ def approve(
     payment_ids: Sequence[int],
     now: datetime,
     reason: str | None = None,
+    risk_rules: RiskRules | None = None,
 ) -> ApprovalOutcome:
     """Approve the next level of every payment ``username`` may approve, with one code.
 
     Payments whose last level this fills move to APPROVED (one audited move per chunk).
+    With ``risk_rules``, the decisions are screened (out_of_hours: approved outside business
+    hours; a rule whose action is hold or freeze moves the payment to HELD).
     """
     ids = _unique(payment_ids)
     admitted = _admit(session, audit, cipher, username=username, code=code, now=now,
@@ -148,6 +149,9 @@ def approve(
         levels.update({pid: fill.level for pid, fill in fills.items()})
         completed += done
         refused += chunk_refused
+    if risk_rules is not None and levels:
+        screen_payments(session, risk_rules, audit, list(levels), actor=username, now=now,
+                        stage=Stage.APPROVAL)
     return ApprovalOutcome(levels, completed, refused)
 
 
@@ -233,50 +237,8 @@ def _check_person(
     refusal = check_user(user, locked_until=row.locked_until, now=now)
     if refusal is not None:
         return refusal
-    if row.totp_secret is None:
-        return Refusal(Reason.CODE_NOT_ENROLLED,
-                       f"{row.username} has no one-time code enrolled; ask an administrator")
-    step = verify_code(_secret(cipher, row), code, now)
-    if step is None:
-        return _wrong_code(session, audit, row, now)
-    try:
-        with session.begin_nested():
-            session.add(OtpUse(user_id=row.id, time_step=step, used_at=now))
-    except IntegrityError:
-        # The primary key (user, time step) is the replay guard, whatever the code above does.
-        return Refusal(Reason.CODE_REUSED,
-                       f"this one-time code of {row.username} was already used; "
-                       "wait for the next code")
-    row.failed_code_attempts = 0
-    return None
-
-
-def _wrong_code(session: Session, audit: AuditLog, row: UserRow, now: datetime) -> Refusal:
-    # The count is not reset by a lock: after it expires, the next wrong code locks again
-    # at once, until a right code proves the person has their authenticator back.
-    row.failed_code_attempts += 1
-    failures = row.failed_code_attempts
-    if failures < LOCK_AFTER_FAILURES:
-        return Refusal(Reason.CODE_WRONG,
-                       f"wrong one-time code for {row.username} "
-                       f"({failures} of {LOCK_AFTER_FAILURES} before a lock)")
-    row.locked_until = now + LOCK_DURATION
-    minutes = int(LOCK_DURATION.total_seconds() // 60)
-    message = (f"{row.username} locked for {minutes} minutes after {failures} consecutive "
-               "wrong one-time codes")
-    alert = Alert(kind="security.code_lockout", severity=Severity.CRITICAL.value,
-                  subject=f"user {row.username}", message=message,
-                  details={"username": row.username, "failures": failures,
-                           "locked_until": row.locked_until.isoformat()},
-                  created_at=now)
-    session.add(alert)
-    session.flush()
-    audit.append(session, actor=row.username, action="user.locked", subject_type="user",
-                 subject_ids=[row.id],
-                 details={"failures": failures, "locked_until": row.locked_until.isoformat(),
-                          "alert_id": alert.id},
-                 at=now)
-    return Refusal(Reason.CODE_WRONG, f"wrong one-time code; {message}")
+    # The code, its replay guard and the lockout are the same as at login (yinqi.store.auth).
+    return auth.check_code(session, audit, cipher, row, code, now, auth.CODE_LOCKOUT)
 
 
 def _decide_chunk(
@@ -487,23 +449,14 @@ def record_mismatches(
 
 def current_code(session: Session, cipher: FieldCipher, username: str, at: datetime) -> str:
     """The code the user's authenticator app shows at ``at`` (for tests and the demo)."""
-    row = session.execute(select(UserRow).where(UserRow.username == username)).scalar_one_or_none()
-    if row is None or row.totp_secret is None:
-        raise SecurityError(f"{username!r} is not a user with a one-time code enrolled")
-    return pyotp.TOTP(_secret(cipher, row)).at(at)
+    return auth.current_code(session, cipher, username, at)
 
 
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _secret(cipher: FieldCipher, row: UserRow) -> str:
-    assert row.totp_secret is not None
-    return cipher.decrypt(row.totp_secret, f"users.totp_secret:{row.username}").decode()
-
-
 def _domain_user(session: Session, row: UserRow) -> User:
-    roles = session.execute(select(UserRole.role).where(UserRole.user_id == row.id)).scalars()
-    return User(row.username, row.display_name, frozenset(Role(r) for r in roles), row.active)
+    return auth.domain_user(session, row)
 
 
 def _load_cases(session: Session, ids: list[int], *, lock: bool) -> dict[int, Case]:
