@@ -6,6 +6,7 @@ environment variable), the key and what is wrong.
 """
 
 from config.accounts import AccountConfig, Company
+from config.alerts import AlertsConfig, EmailChannel, WebhookChannel
 from config.banks import BankConfig, Dialect
 from config.loader import YinqiConfig, load_config
 from config.policy import PAYMENT_CATEGORIES, ROLES, ApprovalPolicy, CategoryPolicy, Tier
@@ -26,6 +27,7 @@ __all__ = [
     "PAYMENT_CATEGORIES",
     "ROLES",
     "AccountConfig",
+    "AlertsConfig",
     "AmountRule",
     "ApprovalPolicy",
     "BankConfig",
@@ -33,6 +35,7 @@ __all__ = [
     "CategoryPolicy",
     "Company",
     "Dialect",
+    "EmailChannel",
     "OutOfHoursRule",
     "RepeatedFailuresRule",
     "RiskAction",
@@ -41,6 +44,7 @@ __all__ = [
     "Settings",
     "SplitPaymentsRule",
     "Tier",
+    "WebhookChannel",
     "WithinDaysRule",
     "YinqiConfig",
     "load_config",

@@ -168,7 +168,8 @@ def _keys_at(model: type[BaseModel], parent: Loc) -> list[str]:
             return []
     annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
+        # The key as written in the file: `from`, not the Python name `from_`.
+        return [f.alias or name for name, f in annotation.model_fields.items()]
     return []
 
 

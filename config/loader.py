@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from config._problems import Problem, file_error, problems_from
 from config.accounts import AccountConfig, AccountsFile, Company, account_problems
+from config.alerts import AlertsConfig, alerts_problems
 from config.banks import BankConfig, BanksFile
 from config.policy import ApprovalPolicy, policy_problems
 from config.reconciliation import Reconciliation, reconciliation_problems
@@ -29,6 +30,7 @@ FILES: dict[str, str] = {
     "approval_policy": "approval_policy.toml",
     "risk_rules": "risk_rules.toml",
     "reconciliation": "reconciliation.toml",
+    "alerts": "alerts.toml",
 }
 
 _TOML_POSITION = re.compile(r"(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)")
@@ -47,6 +49,7 @@ class YinqiConfig:
     approval_policy: ApprovalPolicy
     risk_rules: RiskRules
     reconciliation: Reconciliation
+    alerts: AlertsConfig
     sources: dict[str, Path]
 
     def account(self, number: str) -> AccountConfig:
@@ -80,6 +83,7 @@ def load_config(settings: Settings | None = None) -> YinqiConfig:
         reconciliation=_load(sources["reconciliation"], Reconciliation,
                              lambda file: reconciliation_problems(
                                  file, {a.number for a in accounts.accounts})),
+        alerts=_load(sources["alerts"], AlertsConfig, alerts_problems),
         sources=sources,
     )
 

@@ -84,6 +84,7 @@ def test_shipped_defaults_load_and_hang_together(tmp_path: Path) -> None:
         "approval_policy": DEFAULTS_DIR / "approval_policy.toml",
         "risk_rules": DEFAULTS_DIR / "risk_rules.toml",
         "reconciliation": DEFAULTS_DIR / "reconciliation.toml",
+        "alerts": DEFAULTS_DIR / "alerts.toml",
     }
 
 
