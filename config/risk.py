@@ -18,12 +18,32 @@ from config.fields import (
 )
 
 RiskAction = Literal["alert", "hold", "freeze"]
-"""alert: notify and go on; hold: wait for a person to release; freeze: block until cleared."""
+"""alert: notify and go on; hold: wait for a person to release; freeze: block until two people
+lift it."""
+
+FreezeTarget = Literal["payment", "batch", "account"]
+"""What a rule with ``action = "freeze"`` freezes: the payment itself, the bank message (batch)
+it travels in, or the company account it is paid from."""
 
 
 class RiskRule(ConfigModel):
     enabled: Flag
     action: RiskAction
+    # Only read when action = "freeze"; None means "payment".
+    freeze: FreezeTarget | None = None
+
+    @model_validator(mode="after")
+    def _freeze_needs_freeze_action(self) -> RiskRule:
+        if self.freeze is not None and self.action != "freeze":
+            raise ValueError(
+                f'freeze = "{self.freeze}" is only read with action = "freeze" '
+                f'(action is "{self.action}"); remove it or set action = "freeze"'
+            )
+        return self
+
+    @property
+    def freeze_target(self) -> FreezeTarget:
+        return self.freeze or "payment"
 
 
 class AmountRule(RiskRule):
@@ -65,6 +85,8 @@ class RepeatedFailuresRule(RiskRule):
 
 class RiskRules(ConfigModel):
     currency: CurrencyCode
+    # The company's calendar day (daily totals per payee) is a day in this time zone.
+    timezone: TimeZoneName = "Asia/Shanghai"
     large_single_amount: AmountRule
     daily_total_per_payee: AmountRule
     new_payee: RiskRule

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from tasks.context import RETRYING, app, timed
 from yinqi.money import Money
+from yinqi.security.masking import escape_markdown, markdown_table
 from yinqi.pipeline import BankPool, Pacing, worker_name as pipeline_worker
 from yinqi.states import FINAL
 from yinqi.store.models import Batch, Payment
@@ -37,8 +38,11 @@ def import_vouchers(path: str, mapping: str, source: str, imported_by: str) -> d
     if summary.quarantined:
         create_table_artifact(
             key="quarantined-vouchers",
-            table=[{"row": row, "reason": reason} for row, reason in summary.quarantined],
-            description=f"Rows of {Path(path).name} quarantined at intake, with the reason")
+            # Reasons quote the file's cells: masked and escaped like every artifact text.
+            table=markdown_table({"row": row, "reason": reason}
+                                 for row, reason in summary.quarantined),
+            description=f"Rows of {escape_markdown(Path(path).name)} quarantined at intake, "
+                        "with the reason")
     get_run_logger().info("%s: %d accepted, %d quarantined, %d duplicates", Path(path).name,
                           summary.accepted, len(summary.quarantined), len(summary.duplicates))
     return result
@@ -87,7 +91,8 @@ def decide(approver: str, decision: str, code: str, reason: str | None,
         if decision == "approve":
             out = approvals.approve(s, yinqi.audit, yinqi.field_cipher,
                                     yinqi.config.approval_policy, username=approver, code=code,
-                                    payment_ids=payment_ids, now=now, reason=reason)
+                                    payment_ids=payment_ids, now=now, reason=reason,
+                                    risk_rules=yinqi.config.risk_rules)
             decided, refused = len(out.approved_levels), out.refused
         else:
             out = approvals.reject(s, yinqi.audit, yinqi.field_cipher,  # type: ignore[assignment]
@@ -221,7 +226,8 @@ def collect_receipts(limit: int = 5000) -> dict[str, Any]:
             markdown="## 电子回单 (bank receipts)\n\n"
                      f"{collected} receipt(s) downloaded, signatures verified, stored with "
                      f"their SHA-256.\n\n" + "\n".join(
-                         f"- [{Path(f).name}]({(home / f).as_uri()})" for f in files[:50]),
+                         f"- [{escape_markdown(Path(f).name)}]({(home / f).as_uri()})"
+                         for f in files[:50]),
             description="Links to the receipts collected in this run")
     return {"collected": collected, "bad_signature": bad, "not_ready": not_ready}
 
@@ -245,7 +251,7 @@ def summarise(batch_ids: list[int]) -> list[dict[str, Any]]:
              "by state": ", ".join(f"{n} {st}" for st, n in sorted(states.get(b.id, {}).items())),
              "file sha256": (b.file_sha256 or "")[:16]} for b in batches]
     if rows:
-        create_table_artifact(key="batch-summary", table=rows,
+        create_table_artifact(key="batch-summary", table=markdown_table(rows),
                               description="Bank messages of this payment run")
     return rows
 

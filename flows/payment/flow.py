@@ -17,8 +17,10 @@ from prefect.input import RunInput
 from pydantic import Field
 from sqlalchemy import select
 
+from tasks import alerts as alert_tasks
 from tasks import payment as t
 from tasks.context import Timed, app
+from yinqi.security.masking import escape_markdown
 
 VOUCHER_SUFFIXES = (".csv", ".xlsx", ".json")
 
@@ -37,12 +39,17 @@ class ApprovalDecision(RunInput):
 
 
 def _open_batches() -> list[int]:
+    """Batches this run follows: open ones, except those a freeze keeps from the bank (they
+    wait for two people, not for this run's time limit)."""
     from yinqi.pipeline.run import OPEN_BATCHES
     from yinqi.store.models import Batch
+    from yinqi.store.risk import frozen_unsent_batches
 
     with app().sessions() as s:
-        return list(s.execute(select(Batch.id).where(
-            Batch.state.in_([b.value for b in OPEN_BATCHES])).order_by(Batch.id)).scalars())
+        frozen = set(frozen_unsent_batches(s))
+        return [b for b in s.execute(select(Batch.id).where(
+            Batch.state.in_([b.value for b in OPEN_BATCHES])).order_by(Batch.id)).scalars()
+            if b not in frozen]
 
 
 def _approval_gate(timeout: int, poll_interval: int, rounds: int) -> dict[str, Any]:
@@ -54,7 +61,8 @@ def _approval_gate(timeout: int, poll_interval: int, rounds: int) -> dict[str, A
             key="approval-request",
             markdown="## Payments waiting for approval\n\n"
                      f"{gate['pending']} payment(s). Next level needed: "
-                     + ", ".join(f"**{role}** ({n})" for role, n in gate["next_roles"].items())
+                     + ", ".join(f"**{escape_markdown(role)}** ({n})"
+                                 for role, n in gate["next_roles"].items())
                      + "\n\nResume this run with your user name, decision and one-time code. "
                        "The same rules as `yinqi approvals approve` apply: maker-checker, one "
                        "level per person, each code works once.",
@@ -101,19 +109,22 @@ def payment_run(
     once, statuses followed to their end, receipts collected."""
     started, inside = time.perf_counter(), Timed.seconds
     out: dict[str, Any] = {}
-    if voucher_file:
-        out["intake"] = t.import_vouchers(voucher_file, mapping, source, imported_by)
-    paused = time.perf_counter()
-    out["approvals"] = _approval_gate(approval_timeout_seconds, approval_poll_seconds,
-                                      approval_rounds) if wait_for_approval else {}
-    paused = time.perf_counter() - paused if out["approvals"].get("answers") else 0.0
-    out.update(_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts, lease_seconds))
-    wall = time.perf_counter() - started - paused
-    in_tasks = Timed.seconds - inside
-    out["timing"] = {"wall_seconds": round(wall, 3), "task_seconds": round(in_tasks, 3),
-                     "waiting_for_approvers_seconds": round(paused, 3),
-                     "prefect_overhead_share": round(max(0.0, wall - in_tasks) / wall, 4)
-                     if wall > 0 else 0.0}
+    # Alerts raised on the way go out at the end of this run, also when a stage failed.
+    with alert_tasks.delivering(out):
+        if voucher_file:
+            out["intake"] = t.import_vouchers(voucher_file, mapping, source, imported_by)
+        paused = time.perf_counter()
+        out["approvals"] = _approval_gate(approval_timeout_seconds, approval_poll_seconds,
+                                          approval_rounds) if wait_for_approval else {}
+        paused = time.perf_counter() - paused if out["approvals"].get("answers") else 0.0
+        out.update(_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts,
+                                lease_seconds))
+        wall = time.perf_counter() - started - paused
+        in_tasks = Timed.seconds - inside
+        out["timing"] = {"wall_seconds": round(wall, 3), "task_seconds": round(in_tasks, 3),
+                         "waiting_for_approvers_seconds": round(paused, 3),
+                         "prefect_overhead_share": round(max(0.0, wall - in_tasks) / wall, 4)
+                         if wall > 0 else 0.0}
     return out
 
 
@@ -124,9 +135,12 @@ def status_sweep(max_follow_seconds: float = 240.0, poll_seconds: float = 2.0,
     """Carry every open batch forward: unsent, unknown and accepted ones; collect receipts.
     Scheduled every few minutes, it is also what finishes a run that was killed, and it
     escalates approvals that have waited too long."""
-    escalated = t.escalate_overdue()
-    return {"escalated": escalated,
-            **_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts, lease_seconds)}
+    out: dict[str, Any] = {}
+    with alert_tasks.delivering(out):
+        out["escalated"] = t.escalate_overdue()
+        out.update(_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts,
+                                lease_seconds))
+    return out
 
 
 @flow(name="Collect receipts", log_prints=False)
@@ -135,13 +149,39 @@ def receipts_flow() -> dict[str, Any]:
     return t.collect_receipts()
 
 
+RERUN_ROLES = ("treasurer",)
+
+
+def _who_asked(what: str, requested_by: str, code: str, roles: tuple[str, ...]) -> str:
+    """A person-triggered flow's first step: the person holds one of ``roles`` and proves it
+    with a fresh one-time code (spent like any other). Refused, the run fails before it
+    touches anything; granted or refused, the request is in the audit log."""
+    from datetime import UTC, datetime
+
+    from yinqi.errors import SecurityError
+    from yinqi.store.auth import Denied, authorise_request
+    from yinqi.store.migrate import ensure_current
+
+    yinqi = app()
+    ensure_current(yinqi.engine)
+    with yinqi.sessions.begin() as s:
+        outcome = authorise_request(s, yinqi.audit, yinqi.field_cipher, username=requested_by,
+                                    code=code, roles=roles, what=what, now=datetime.now(UTC))
+    # Committed first: a wrong code's count and the refusal's audit event stay.
+    if isinstance(outcome, Denied):
+        raise SecurityError(f"{what} refused: {outcome.message}")
+    return outcome.name
+
+
 @flow(name="Rerun batch", log_prints=False)
-def rerun_batch(batch: str, requested_by: str, reason: str | None = None,
+def rerun_batch(batch: str, requested_by: str, code: str, reason: str | None = None,
                 wait_for_approval: bool = True, approval_timeout_seconds: int = 3600,
                 max_follow_seconds: float = 1800.0, poll_seconds: float = 1.0,
                 lease_seconds: float = 600.0) -> dict[str, Any]:
     """Send again only the payments of ``batch`` the bank definitively rejected (corrected
-    first with `yinqi payments fix`); changed ones wait for approval again."""
+    first with `yinqi payments fix`); changed ones wait for approval again. Asked for by a
+    treasurer (``requested_by``) with their current one-time code (``code``)."""
+    requested_by = _who_asked("Rerun batch", requested_by, code, RERUN_ROLES)
     reopened = t.reopen_rejected(batch, requested_by, reason)
     out: dict[str, Any] = {"reopened": reopened}
     if reopened["to_reapprove"] and wait_for_approval:

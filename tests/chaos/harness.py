@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, text
 
 from config import load_settings
+from sandbox_support import alert_only_risk_rules
 from yinqi.bootstrap import App
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.bank import free_port, product_config, sandbox_config
@@ -150,6 +151,7 @@ def start(root: Path):  # type: ignore[no-untyped-def]
         home = chaos.template
         home.mkdir(parents=True, exist_ok=True)
         product_config(home / "config", chaos.port, read_timeout=READ_TIMEOUT)
+        alert_only_risk_rules(home / "config")
         app = App(chaos.settings_for(home, f"sqlite:///{home / 'yinqi.db'}"))
         run_init(app)
         config = sandbox_config(root / "bank-config", settle_after=0.3)

@@ -35,7 +35,8 @@ def run_import(app: App, data: bytes, *, name: str = "f.csv", source: str = "erp
         checked = validate_rows(read_rows(data, name), ERP_CN,
                                 own_accounts=own_accounts(session), source=source)
         summary = import_vouchers(session, app.audit, source=source, file_name=name, data=data,
-                                  rows_result=checked, imported_by=user)
+                                  rows_result=checked, imported_by=user,
+                                  risk_rules=app.config.risk_rules)
         rows = checked.rows
     # Nothing is dropped in silence: every row is accepted, quarantined or a duplicate.
     assert summary.accepted + len(summary.quarantined) + len(summary.duplicates) == rows
@@ -87,11 +88,16 @@ def test_the_sample_file_becomes_40_payments_pending_approval(app: App) -> None:
 
         events = session.execute(select(AuditEventRow).where(AuditEventRow.seq > events_before)
                                  .order_by(AuditEventRow.seq)).scalars().all()
-        assert [e.action for e in events] == ["vouchers.imported", "payment.state"]
+        # The risk screen runs between intake and approval: every payee is new here, which
+        # only alerts (new_payee), so every payment goes on to approval.
+        actions = [e.action for e in events]
+        assert actions[0] == "vouchers.imported" and actions[-1] == "payment.state"
+        assert set(actions[1:-1]) == {"risk.fired"}
+        assert {e.details["rule"] for e in events[1:-1]} == {"new_payee"}
         assert events[0].details["sha256"] == summary.sha256
         assert events[0].details["accepted"] == 40 and events[0].details["quarantined"] == 6
-        assert events[1].details["to"] == "PENDING_APPROVAL"
-        assert sorted(map(int, events[1].subject_ids)) == summary.payment_ids
+        assert events[-1].details["to"] == "PENDING_APPROVAL"
+        assert sorted(map(int, events[-1].subject_ids)) == summary.payment_ids
         assert {e.actor for e in events} == {"wu.maker"}
         assert app.audit.verify(session).ok
 
@@ -219,4 +225,8 @@ def test_only_active_accounts_pay(app: App, status: str) -> None:
         account.status = status
     summary = run_import(app, GBK.read_bytes(), name=GBK.name)
     assert summary.accepted == 26
-    assert "付款账号 ****0808: not one of the company's accounts" in dict(summary.quarantined)[5]
+    reason = dict(summary.quarantined)[5]
+    if status == "frozen":
+        assert "debtor account ****0808 is frozen" in reason, reason
+    else:
+        assert "付款账号 ****0808: not one of the company's accounts" in reason, reason

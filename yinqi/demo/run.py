@@ -4,6 +4,11 @@ A fresh demo home each time (SQLite, keys, archive, Prefect's own database), a s
 process with two banks of different dialects on loopback, the demo company and its users,
 a voucher file with bad rows, approvals with the users' one-time codes, the payment run as
 a Prefect flow, and a summary of where every voucher ended.
+
+The risk rules screen every voucher at intake. The demo shows one deliberate hold: a
+6,800,000.00 CNY equipment payment (above the 5,000,000.00 single-payment threshold) arrives in
+its own file after the main one, is held, and the treasurer releases it with his one-time code
+back into approval, where the approvers (up to the CFO) approve it like any other.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from yinqi.demo.approve import approve_pending
+from yinqi.demo.approve import approve_pending, release_deliberate_holds
 from yinqi.demo.setup import demo_world
-from yinqi.demo.vouchers import SHIPPED, generate
+from yinqi.demo.vouchers import SHIPPED, generate, large_payment
 from yinqi.pipeline.run import totals_by_state
 
 
@@ -68,8 +73,13 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         from yinqi.cli.vouchers_cmd import run_import
 
         intake = run_import(app, file, imported_by="demo")
+        large = options.home / "vouchers-large-payment.csv"
+        large.write_bytes(large_payment(datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+                                        .date()))
+        deliberate = run_import(app, large, imported_by="demo")
         stages["intake"] = time.perf_counter() - mark
         mark = time.perf_counter()
+        released = release_deliberate_holds(app, datetime.now(UTC))
         approvals = approve_pending(app, datetime.now(UTC))
         stages["approval"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -98,6 +108,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             batches = s.execute(select(Batch.bank, Batch.state, func.count())
                                 .group_by(Batch.bank, Batch.state)).all()
             alerts = s.execute(select(Alert.kind, func.count()).group_by(Alert.kind)).all()
+            risk = _risk_summary(s, released)
         states = {t.state: {"count": t.count, "amounts": t.amounts}
                   for t in totals_by_state(app)}
         open_states = {"APPROVED", "BATCHED", "SIGNED", "SUBMITTING", "UNKNOWN", "ACCEPTED"}
@@ -109,7 +120,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
                          "accepted": intake.accepted,
                          "quarantined": [{"row": r, "reason": why}
                                          for r, why in intake.quarantined],
-                         "duplicates": len(intake.duplicates)},
+                         "duplicates": len(intake.duplicates),
+                         "deliberate_large_payment": deliberate.payment_ids},
+            "risk": risk,
             "approvals": dict(approvals),
             "payments": sum(v["count"] for v in states.values()),
             "states": states,
@@ -123,6 +136,22 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             "total_seconds": round(time.perf_counter() - started, 3),
             "ok": verdict.ok and unfinished == 0 and recon["open_exceptions"] == 0,
         }
+
+
+def _risk_summary(session: Any, released: list[int]) -> dict[str, Any]:
+    """What the risk rules did: hits per rule and action, holds released, what is still held
+    or frozen (the demo means to leave nothing held)."""
+    from yinqi.store.models import Freeze, Payment, RiskHit
+
+    hits = session.execute(select(RiskHit.rule, RiskHit.action, func.count())
+                           .group_by(RiskHit.rule, RiskHit.action)).all()
+    still_held = list(session.execute(select(Payment.id).where(Payment.state == "HELD")
+                                      .order_by(Payment.id)).scalars())
+    frozen = session.execute(select(func.count()).select_from(Freeze)
+                             .where(Freeze.status == "active")).scalar_one()
+    return {"hits": {f"{rule} ({action})": n for rule, action, n in sorted(hits)},
+            "released_by_treasurer": released, "still_held": still_held,
+            "active_freezes": frozen}
 
 
 def _reconcile(world: Any, prefect: bool) -> dict[str, Any]:

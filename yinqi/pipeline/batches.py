@@ -11,6 +11,7 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -27,6 +28,7 @@ from yinqi.states import PaymentState
 from yinqi.store.approvals import DIGESTED
 from yinqi.store.models import Alert, BankAccount, Batch, Payment
 from yinqi.store.models import Approval as ApprovalRow
+from yinqi.store.risk import audit_refused, frozen_accounts
 from yinqi.store.transitions import move_payments
 from yinqi.store.types import utcnow
 
@@ -38,6 +40,9 @@ class BatchingResult:
     batch_ids: list[int] = field(default_factory=list)
     batched: int = 0
     held: dict[int, str] = field(default_factory=dict)
+    #: Approved payments left unbatched because their account is frozen (they go on, as
+    #: approved, once two people lift the freeze).
+    frozen: dict[int, str] = field(default_factory=dict)
 
 
 def new_msg_id(today: date) -> str:
@@ -64,8 +69,10 @@ def form_batches(app: App, *, now: datetime | None = None, actor: str = ACTOR) -
         if not rows:
             return result
         held = _approval_problems(app, session, rows)
+        result.frozen = refuse_frozen_accounts(app, session, [r for r in rows if r.id not in held],
+                                               actor, now)
         for r in rows:
-            if r.id in held:
+            if r.id in held or r.id in result.frozen:
                 continue
             if r.account_status != "active":
                 held[r.id] = f"debtor account {mask(r.number)} is {r.account_status}"
@@ -78,7 +85,7 @@ def form_batches(app: App, *, now: datetime | None = None, actor: str = ACTOR) -
         limits = {code: bank.batch_size_limit for code, bank in app.config.banks.items()}
         todays = {code: now.astimezone(ZoneInfo(str(bank.timezone))).date()
                   for code, bank in app.config.banks.items()}
-        good = [r for r in rows if r.id not in held]
+        good = [r for r in rows if r.id not in held and r.id not in result.frozen]
         by_id = {r.id: r for r in good}
         plans = plan_batches(
             (Batchable(r.id, r.bank, r.number, r.currency, bool(r.urgent),
@@ -152,6 +159,32 @@ def _approval_problems(app: App, session: Session, rows: list) -> dict[int, str]
         elif r.approved_digest != digests.get(r.id):
             problems[r.id] = "amount or payee changed after approval: held for a fresh approval"
     return problems
+
+
+def refuse_frozen_accounts(app: App, session: Session, rows: list[Any], actor: str,
+                           now: datetime) -> dict[int, str]:
+    """Payments whose debtor account is frozen are never batched: one ``risk.refused`` event
+    per account names them and the freeze. They stay APPROVED for when the freeze is lifted."""
+    waiting: dict[int, str] = {}
+    by_account: dict[int, list[int]] = defaultdict(list)
+    numbers: dict[int, str] = {}
+    for r in rows:
+        if r.account_status == "frozen":
+            by_account[r.debtor_account_id].append(r.id)
+            numbers[r.debtor_account_id] = r.number
+    if not by_account:
+        return waiting
+    freezes = frozen_accounts(session)
+    for account_id, pids in sorted(by_account.items()):
+        freeze_id = freezes.get(account_id)
+        why = (f"debtor account {mask(numbers[account_id])} is frozen"
+               + (f" (freeze #{freeze_id})" if freeze_id is not None else "")
+               + ": not batched until two people lift the freeze")
+        waiting.update(dict.fromkeys(pids, why))
+        audit_refused(session, app.audit, actor=actor, doing="batching", subject_type="payment",
+                      subject_ids=pids, reason=why, account_id=account_id, freeze_id=freeze_id,
+                      now=now)
+    return waiting
 
 
 def _hold(app: App, session: Session, held: dict[int, str], actor: str) -> None:

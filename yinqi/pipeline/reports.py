@@ -15,10 +15,13 @@ from yinqi.bankdata import StatusReport
 from yinqi.bootstrap import App
 from yinqi.pipeline.outcomes import batch_state_for, target_for
 from yinqi.pipeline.signing import relative_to_home
+from yinqi.security.masking import redact
 from yinqi.states import IN_FLIGHT, PaymentState
 from yinqi.store.models import Alert, Batch, Payment
 from yinqi.store.models import StatusReport as StatusReportRow
+from yinqi.store.risk import screen_failures
 from yinqi.store.transitions import move_payments
+from yinqi.store.types import utcnow
 
 S = PaymentState
 
@@ -79,6 +82,11 @@ def apply_reports(session: Session, app: App, batch_id: int, reports: Sequence[S
              if exchange and exchange.received_path else None,
              "sha256": exchange.received_sha256 if exchange else None}
             for pid, (_target, rep) in targets.items()])
+    failed = by_target.get(S.FAILED, []) + by_target.get(S.RETURNED, [])
+    if failed:
+        # Payments to one payee the bank keeps refusing: risk rule repeated_failures.
+        screen_failures(session, app.config.risk_rules, app.audit, failed, actor=actor,
+                        now=utcnow())
     returned = by_target.get(S.RETURNED, [])
     if returned:
         session.add(Alert(kind="payment.returned", severity=Severity.CRITICAL.value,
@@ -101,12 +109,14 @@ def in_flight_e2e(session: Session, batch_id: int) -> list[str]:
 
 
 def _reason(report: StatusReport | None, refusal: str | None) -> str | None:
+    # The bank's free text is stored, audited and shown to operators: a payee's account
+    # number quoted in it ("账户6222...已销户") is masked first.
     if report is None:
-        return refusal
-    code, text = report.reason_code, report.reason_text
+        return redact(refusal) if refusal else refusal
+    code, text = report.reason_code, redact(report.reason_text) if report.reason_text else None
     if code and text:
         return f"{code}: {text}"
-    return code or text or refusal
+    return code or text or (redact(refusal) if refusal else refusal)
 
 
 def _details(session: Session, targets: dict[int, tuple[PaymentState, StatusReport | None]],

@@ -17,7 +17,9 @@ from yinqi.payments import approval_digest
 from yinqi.states import PaymentState
 from yinqi.store.approvals import DIGESTED
 from yinqi.store.models import Batch, Payment
+from yinqi.store.risk import Stage, screen_payments
 from yinqi.store.transitions import move_payments
+from yinqi.store.types import utcnow
 
 S = PaymentState
 
@@ -29,6 +31,8 @@ class RerunResult:
     to_send: list[int] = field(default_factory=list)
     to_reapprove: list[int] = field(default_factory=list)
     untouched: dict[str, int] = field(default_factory=dict)
+    #: Corrected payments a risk rule stopped (HELD) on their way back into approval.
+    held: list[int] = field(default_factory=list)
 
 
 def rerun_end_to_end_id(original: str, send_round: int) -> str:
@@ -92,6 +96,10 @@ def rerun_batch(app: App, ref: str, *, actor: str, reason: str | None = None) ->
             s.execute(update(Payment).where(Payment.id.in_(result.to_reapprove))
                       .values(approval_round=Payment.approval_round + 1, approved_digest=None)
                       .execution_options(synchronize_session=False))
+            # A corrected payee or amount is screened again, as if it had just been entered.
+            result.held = screen_payments(s, app.config.risk_rules, app.audit,
+                                          result.to_reapprove, actor=actor, now=utcnow(),
+                                          stage=Stage.CORRECTED).held
         app.audit.append(s, actor=actor, action="batch.rerun", subject_type="batch",
                          subject_ids=[batch.id],
                          details={"msg_id": batch.msg_id, "reason": why,
@@ -152,8 +160,14 @@ def correct_payment(app: App, payment_id: int, changes: dict[str, str], *, actor
                 diff[name] = shown
                 setattr(p, column, value)
         if diff:
+            # The audit trail is read by auditors, not payers: payee names as 张**, like
+            # the account numbers as ****1234.
+            from yinqi.security.masking import mask_name
+
+            audited = {k: (mask_name(a), mask_name(b)) if k == "creditor_name" else (a, b)
+                       for k, (a, b) in diff.items()}
             app.audit.append(s, actor=actor, action="payment.corrected", subject_type="payment",
                              subject_ids=[payment_id],
                              details={"changes": {k: {"from": a, "to": b}
-                                                  for k, (a, b) in diff.items()}})
+                                                  for k, (a, b) in audited.items()}})
         return diff

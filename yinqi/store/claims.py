@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, true, update
+from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from yinqi.payments import CLAIMABLE_BATCH_STATES, BatchState
-from yinqi.store.models import Batch
+from yinqi.store.models import BankAccount, Batch
 from yinqi.store.types import utcnow
 
 DEFAULT_LEASE = timedelta(minutes=10)
+#: Batch states in which nothing has left for the bank yet: a freeze stops their claim.
+UNSENT = (BatchState.BUILT.value, BatchState.SIGNED.value)
 
 
 def claim_batches(
@@ -47,6 +49,7 @@ def claim_batches(
                 .where(or_(Batch.lease_until.is_(None), Batch.lease_until < now))
                 .where(or_(Batch.next_poll_at.is_(None), Batch.next_poll_at <= now)
                        if due_only else true())
+                .where(_not_frozen())
                 .order_by(Batch.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -60,6 +63,15 @@ def claim_batches(
                 .execution_options(synchronize_session=False)
             )
     return ids
+
+
+def _not_frozen():  # type: ignore[no-untyped-def]
+    """A frozen batch, or one from a frozen account, is never claimed to be signed or sent.
+    Batches the bank may already have (SUBMITTING, UNKNOWN, ACCEPTED ...) are still claimed:
+    asking the bank about them stays allowed, and a resend is refused at the send itself."""
+    frozen_accounts = select(BankAccount.id).where(BankAccount.status == "frozen")
+    return or_(Batch.state.not_in(UNSENT),
+               and_(Batch.frozen.is_(False), Batch.debtor_account_id.not_in(frozen_accounts)))
 
 
 def release_batches(session: Session, worker: str, ids: Iterable[int]) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config.risk import RiskRules
 from yinqi.errors import ConcurrencyConflict, StoreError
 from yinqi.identifiers import mask
 from yinqi.states import PaymentState
@@ -28,7 +29,8 @@ from yinqi.store.audit_log import AuditLog
 from yinqi.store.models import BankAccount, ImportFile, Payment, QuarantinedRow, Voucher
 from yinqi.store.transitions import move_payments
 from yinqi.store.types import utcnow
-from yinqi.vouchers import IntakeResult, VoucherLine
+from yinqi.store.risk import audit_refused, frozen_accounts, screen_payments
+from yinqi.vouchers import IntakeResult, Quarantined, VoucherLine
 
 # Rows per IN list and per audited state move: well under SQLite's 32,766 bound parameters,
 # and one audit event never names more payments than an auditor can page through.
@@ -53,8 +55,16 @@ class ImportSummary:
 
 
 def own_accounts(session: Session) -> dict[str, str]:
-    """The company's active accounts that vouchers may pay from: number -> currency."""
-    return {number: currency for number, (_, currency) in _active_accounts(session).items()}
+    """The company's accounts that vouchers may name as the payer: number -> currency.
+
+    Frozen accounts are listed too, so that their vouchers pass the row checks and are then
+    quarantined by :func:`import_vouchers` with the freeze named, not as strangers.
+    """
+    accounts = {number: currency for number, (_, currency) in _active_accounts(session).items()}
+    for number, currency in session.execute(select(BankAccount.number, BankAccount.currency)
+                                            .where(BankAccount.status == "frozen")):
+        accounts.setdefault(number, currency)
+    return accounts
 
 
 def import_vouchers(
@@ -66,8 +76,15 @@ def import_vouchers(
     data: bytes,
     rows_result: IntakeResult,
     imported_by: str,
+    risk_rules: RiskRules | None,
 ) -> ImportSummary:
-    """Store one checked file inside the caller's transaction; see the module docstring."""
+    """Store one checked file inside the caller's transaction; see the module docstring.
+
+    ``risk_rules`` must be given (a caller cannot forget the screen by leaving it out;
+    ``None`` is for tests of intake alone): every new payment is screened (yinqi.store.risk) on its way from
+    REQUESTED to PENDING_APPROVAL: a payment a rule holds or freezes goes to HELD instead.
+    Vouchers paying from a frozen account are always quarantined, naming the freeze.
+    """
     digest = hashlib.sha256(data).hexdigest()
     every_row = sorted([(line.row, line.external_ref) for line in rows_result.accepted]
                        + [(q.row, q.external_ref) for q in rows_result.quarantined])
@@ -78,6 +95,7 @@ def import_vouchers(
         return ImportSummary(first, digest, 0, [], every_row, [], already_imported=True)
 
     now = utcnow()
+    rows_result = _refuse_frozen_payers(session, audit, rows_result, file_id, imported_by, now)
     accounts = _active_accounts(session)
     fresh, received, voucher_ids = _insert_vouchers(session, source, file_id, rows_result, now)
     quarantined = [q for q in rows_result.quarantined if q.external_ref not in received]
@@ -99,7 +117,12 @@ def import_vouchers(
                           "rows": rows_result.rows, "accepted": len(fresh),
                           "quarantined": len(quarantined), "duplicates": len(duplicates)})
     for chunk in _chunks(payment_ids, CHUNK):
-        move_payments(session, audit, chunk, PaymentState.PENDING_APPROVAL, actor=imported_by,
+        stopped: set[int] = set()
+        if risk_rules is not None:
+            stopped = set(screen_payments(session, risk_rules, audit, chunk, actor=imported_by,
+                                          now=now).held)
+        move_payments(session, audit, [pid for pid in chunk if pid not in stopped],
+                      PaymentState.PENDING_APPROVAL, actor=imported_by,
                       reason=f"imported from {file_name}")
     return ImportSummary(
         import_file_id=file_id, sha256=digest, accepted=len(fresh),
@@ -124,6 +147,36 @@ def _claim_file(session: Session, source: str, file_name: str, digest: str,
             ).scalar_one()
     except IntegrityError:
         return None  # the same file, imported at this very moment by someone else
+
+
+def _refuse_frozen_payers(session: Session, audit: AuditLog, rows: IntakeResult, file_id: int,
+                          imported_by: str, now: datetime) -> IntakeResult:
+    """Accepted rows paying from a frozen account become quarantined rows naming the freeze."""
+    frozen = frozen_accounts(session)
+    if not frozen:
+        return rows
+    numbers = {number: account_id for account_id, number in session.execute(
+        select(BankAccount.id, BankAccount.number).where(BankAccount.id.in_(list(frozen))))}
+    refused = [line for line in rows.accepted if str(line.debtor_account) in numbers]
+    if not refused:
+        return rows
+    quarantined = list(rows.quarantined)
+    for line in refused:
+        account_id = numbers[str(line.debtor_account)]
+        freeze_id = frozen[account_id]
+        named = f" (freeze #{freeze_id})" if freeze_id is not None else ""
+        quarantined.append(Quarantined(
+            row=line.row, external_ref=line.external_ref, fields=line.fields,
+            reason=(f"debtor account {mask(str(line.debtor_account))} is frozen{named}: no "
+                    "payment is taken from it until two people lift the freeze")))
+    audit_refused(session, audit, actor=imported_by, doing="intake", subject_type="account",
+                  subject_ids=sorted({numbers[str(line.debtor_account)] for line in refused}),
+                  reason="vouchers paying from a frozen account were quarantined",
+                  import_file_id=file_id, rows=[line.row for line in refused],
+                  freeze_ids=sorted({f for f in frozen.values() if f is not None}), now=now)
+    keep = [line for line in rows.accepted if str(line.debtor_account) not in numbers]
+    return IntakeResult(source=rows.source, accepted=keep,
+                        quarantined=sorted(quarantined, key=lambda q: q.row))
 
 
 def _active_accounts(session: Session) -> dict[str, tuple[int, str]]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from yinqi.payments import BatchState
 from yinqi.states import PaymentState
@@ -175,6 +175,9 @@ class Payment(Base):
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint(_in("state", PaymentState), name="state"),
         Index("ix_payments_state_debtor", "state", "debtor_account_id"),
+        # The risk screen's history: payments to one payee account, payments of a period.
+        Index("ix_payments_creditor_account", "creditor_account"),
+        Index("ix_payments_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -431,6 +434,14 @@ class Alert(Base):
     delivered_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None]
+
+    @validates("subject", "message", "details")
+    def _masked(self, _key: str, value: Any) -> Any:
+        # Alerts leave Yinqi (e-mail, webhooks, the CLI): whatever text a caller put in,
+        # account numbers in it are masked (``****1234``) before it is stored or sent.
+        from yinqi.security.masking import redact_deep
+
+        return redact_deep(value)
 
 
 class UserSession(Base):

@@ -83,6 +83,10 @@ def upgrade() -> None:
             bind.execute(sa.text(f'UPDATE {table} SET {column} = :v WHERE id = :id'),
                          {'v': crypto.seal_bytes(data, f'{table}.{column}'), 'id': row[0]})
 
+    # Deterministic encryption keeps equality lookups indexable (the risk screen's history).
+    op.create_index('ix_payments_creditor_account', 'payments', ['creditor_account'])
+    op.create_index('ix_payments_created_at', 'payments', ['created_at'])
+
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('totp_enrolled_at', _TS, nullable=True))
         batch_op.add_column(sa.Column('password_set_at', _TS, nullable=True))
