@@ -16,13 +16,15 @@ SUBMITTING/UNKNOWN until a status query settles it.
 from __future__ import annotations
 
 from yinqi.errors import YinqiError
+from yinqi.security.masking import redact
 
 
 class BankError(YinqiError):
     """Base of every connector error; ``bank`` names the bank's config id."""
 
     def __init__(self, bank: str, message: str) -> None:
-        super().__init__(f"bank {bank}: {message}")
+        # Messages quote bank answers and requests; they end up in logs, alerts and the CLI.
+        super().__init__(redact(f"bank {bank}: {message}"))
         self.bank = bank
 
 

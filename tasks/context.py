@@ -10,6 +10,11 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 from prefect.tasks import exponential_backoff
 
 from yinqi.bootstrap import App
+from yinqi.security.masking import install_redaction
+
+# Prefect configured its loggers on import (above): every run log line of this process now
+# passes the account-number filter before it reaches the console or the Prefect API.
+install_redaction()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,6 +26,7 @@ def app() -> App:
     """One App per process, built from the environment (YINQI_HOME, YINQI_DATABASE_URL ...)."""
     global _app
     if _app is None:
+        install_redaction()  # handlers Prefect added since the import are covered too
         _app = App()
     return _app
 
@@ -28,6 +34,7 @@ def app() -> App:
 def use_app(instance: App | None) -> None:
     """Make tasks in this process use ``instance`` (the demo and tests build their own)."""
     global _app
+    install_redaction()
     _app = instance
 
 

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.context import RETRYING, app, timed
 from yinqi.identifiers import mask
+from yinqi.security.masking import escape_markdown, markdown_table, redact
 
 
 @task(name="Fetch statements", **RETRYING)
@@ -44,19 +45,28 @@ def import_file(path: str) -> dict[str, Any]:
             "duplicates": len(result.duplicates)}
 
 
-def _quarantine_artifact(report: dict[str, Any]) -> None:
+def quarantine_markdown(report: dict[str, Any]) -> str:
+    """A quarantined statement for the Prefect UI. Everything in it came from the bank's
+    file: account numbers masked, markdown and HTML escaped."""
+    def text(value: object) -> str:
+        return escape_markdown(redact(str(value)))
+
     checks = report.get("checks") or {}
     failures = checks.get("failures", [])
-    lines = [f"## Statement {report['statement_id']} quarantined",
-             "", f"Account {mask(report['account'])}, {report['lines']} line(s), "
-                 f"from {report['source']}. Nothing of it is used until it is fixed.", "",
+    lines = [f"## Statement {text(report['statement_id'])} quarantined",
+             "", f"Account {text(mask(report['account']))}, {report['lines']} line(s), "
+                 f"from {text(report['source'])}. Nothing of it is used until it is fixed.", "",
              "| check | what is wrong |", "|---|---|"]
-    lines += [f"| {f['check']} | {f['message']} |" for f in failures]
+    lines += [f"| {text(f['check'])} | {text(f['message'])} |" for f in failures]
     lines += ["", "| expectation | column(s) | result | unexpected |", "|---|---|---|---|"]
-    lines += [f"| {e['expectation']} | {', '.join(e['columns'])} | "
+    lines += [f"| {text(e['expectation'])} | {text(', '.join(e['columns']))} | "
               f"{'pass' if e['success'] else 'FAIL'} | {e['unexpected_count']} |"
               for e in checks.get("expectations", [])]
-    create_markdown_artifact(key="statement-quarantined", markdown="\n".join(lines),
+    return "\n".join(lines)
+
+
+def _quarantine_artifact(report: dict[str, Any]) -> None:
+    create_markdown_artifact(key="statement-quarantined", markdown=quarantine_markdown(report),
                              description="great-expectations validation of a statement "
                                          "that failed its checks")
 
@@ -76,11 +86,17 @@ def match(accounts: list[str] | None, first: date, last: date) -> dict[str, Any]
 @timed
 def report(accounts: list[str] | None, day: date) -> list[dict[str, Any]]:
     from yinqi.recon import as_markdown, daily_report
+    from yinqi.recon.accounts import labels
 
-    rows = daily_report(app(), day, accounts)
-    table = [{**r.as_json(), "account": mask(r.account)} for r in rows]
-    create_table_artifact(key="reconciliation-report", table=table,
+    yinqi = app()
+    rows = daily_report(yinqi, day, accounts)
+    named = labels(yinqi.config)
+    # Bank and account name tell the accounts apart; the number shows its last four only.
+    table = [{**named.get(r.account, {}), **r.as_json(), "account": mask(r.account)}
+             for r in rows]
+    create_table_artifact(key="reconciliation-report", table=markdown_table(table),
                           description=f"Reconciliation {day.isoformat()} per account")
-    create_markdown_artifact(key="reconciliation-summary", markdown=as_markdown(rows, day),
+    create_markdown_artifact(key="reconciliation-summary",
+                             markdown=as_markdown(rows, day, named),
                              description=f"Reconciliation {day.isoformat()}")
     return table

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from yinqi.bankdata import Statement
 from yinqi.currency import CURRENCIES, Currency
 from yinqi.money import Money
+from yinqi.security.masking import mask_account
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -209,7 +210,8 @@ class CheckReport:
             "",
             "| account | currency | kind | sequence | period | lines |",
             "|---|---|---|---|---|---|",
-            (f"| {_md(self.account)} | {_md(self.currency)} | {_md(self.kind or '?')} | "
+            (f"| {_md(mask_account(self.account))} | {_md(self.currency)} | "
+             f"{_md(self.kind or '?')} | "
              f"{_md(self.sequence or '—')} | {period} | {self.line_count} |"),
             "",
         ]
@@ -974,7 +976,10 @@ def _iso(day: date | None) -> str | None:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Bank text in a Prefect artifact: account numbers masked, markdown and HTML inert.
+    from yinqi.security.masking import escape_markdown, redact
+
+    return escape_markdown(redact(str(text)))
 
 
 __all__ = [

@@ -33,6 +33,7 @@ from yinqi.errors import ConfigError, CurrencyError, InvalidValue, MoneyError
 from yinqi.identifiers import CnAccountNumber, CnapsCode, mask
 from yinqi.money import Money
 from yinqi.payments import Category
+from yinqi.security.masking import redact
 
 # --- reading ------------------------------------------------------------------------------
 
@@ -546,7 +547,8 @@ def _check_columns(table: Rows, mapping: ColumnMapping) -> None:
     if missing:
         raise InvalidValue(
             f"missing column(s) {', '.join(missing)} that mapping {mapping.name!r} needs"
-            + (f"; the file has: {', '.join(table.header)}" if table.header else "")
+            # A file without a header row has a voucher there: its account numbers masked.
+            + (f"; the file has: {redact(', '.join(table.header))}" if table.header else "")
         )
 
 
@@ -583,7 +585,9 @@ class _Cells:
         if column is None:
             value = ""
         elif column in self.flaws:
-            self.problems.append(self.flaws[column])
+            # A flaw quotes the cell as read (an account typed as a number): masked.
+            flaw = self.flaws[column]
+            self.problems.append(redact(flaw) if name.endswith("_account") else flaw)
             return None
         else:
             value = (self.raw.get(column) or "").strip()

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from prefect import flow
 
+from tasks import alerts as alert_tasks
 from tasks import reconciliation as t
 
 
@@ -25,15 +26,17 @@ def daily_reconciliation(accounts: list[str] | None = None, day: date | None = N
     first = day or _yesterday(timezone)
     last = last_day or first
     out: dict[str, Any] = {"first": first.isoformat(), "last": last.isoformat()}
-    if fetch:
-        out["statements"] = t.fetch_statements(accounts, first, last)
-    out["matching"] = t.match(accounts, first, last)
-    reports = []
-    d = first
-    while d <= last:
-        reports.extend(t.report(accounts, d))
-        d += timedelta(days=1)
-    out["report"] = reports
+    # Quarantined statements and returned payments are told at the end of this run.
+    with alert_tasks.delivering(out):
+        if fetch:
+            out["statements"] = t.fetch_statements(accounts, first, last)
+        out["matching"] = t.match(accounts, first, last)
+        reports = []
+        d = first
+        while d <= last:
+            reports.extend(t.report(accounts, d))
+            d += timedelta(days=1)
+        out["report"] = reports
     return out
 
 

@@ -18,14 +18,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from cli_support import yinqi
+from cli_support import as_user, yinqi
 from conftest import BACKENDS, module_db_url
+from sandbox_support import alert_only_risk_rules
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.setup import DemoWorld, demo_world
 from yinqi.demo.vouchers import HEADER, REFUSED_PAYEES
@@ -80,6 +80,10 @@ class Ran:
     def approve(self) -> None:
         approve_pending(self.app, next(self.moments))
 
+    def as_(self, username: str) -> dict[str, str]:
+        """The env of a person with a session: correcting, rerunning and decrypting need one."""
+        return as_user(self.env, username)
+
     def payment(self, pid: int) -> Payment:
         with self.app.sessions() as s:
             p = s.get_one(Payment, pid)
@@ -97,6 +101,7 @@ class Ran:
 def ran(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
     """Vouchers imported with the CLI, approved, and `yinqi payments run --json` once."""
     home = tmp_path_factory.mktemp("payments-cli") / "home"
+    alert_only_risk_rules(home / "config")
     with demo_world(home, database_url=db_url, settle_after=0.2) as world:
         settings = world.app.settings
         assert settings.master_secret is not None
@@ -131,6 +136,13 @@ def ran(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
         batch_of = {"A": rows[0][1], "B": rows[3][1], "C": rows[6][1]}
         assert len(set(batch_of.values())) == 3
         yield Ran(world, env, run, ids, batch_of, moments)
+
+
+def _decrypted(ran: Ran, stored: str) -> bytes:
+    """An archived file's plaintext, as an operator gets it (files are encrypted at rest)."""
+    out = ran.world.home.parent / f"shown-{os.urandom(6).hex()}"
+    yinqi("archive", "show", stored, "--out", str(out), env=ran.as_("zhao.auditor"))
+    return out.read_bytes()
 
 
 def one_line_error(proc) -> str:  # type: ignore[no-untyped-def]
@@ -183,8 +195,8 @@ def test_batches_list_shows_each_message_with_its_evidence(ran: Ran) -> None:
     assert c["payment_states"] == {"RECEIPTED": 2} and c["total"] == "630.00"
     for r in (a, c):
         assert r["send_attempts"] == 1 and r["last_error"] is None
-        path = Path(ran.env["YINQI_HOME"]) / r["file"]
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == r["sha256"]
+        plain = _decrypted(ran, r["file"])
+        assert hashlib.sha256(plain).hexdigest() == r["sha256"]
         assert len(r["msg_id"]) <= 35 and r["execution_date"]
 
     completed = json.loads(yinqi("batches", "list", "--state", "completed", "--limit", "1",
@@ -225,14 +237,15 @@ def test_payments_list_of_failures_shows_masked_accounts_only(ran: Ran) -> None:
     ([], "nothing to correct"),
     (["--amount", "-5"], "amount '-5': must be positive"),
     (["--creditor-account", "12ab"], "creditor_account"),
-    (["--creditor-cnaps", "10210009999"], "creditor_cnaps '10210009999': a CNAPS code is 12"),
+    # Error lines mask any run of 8+ digits (yinqi.cli.output.fail_line): a CNAPS code too.
+    (["--creditor-cnaps", "10210009999"], "creditor_cnaps '****9999': a CNAPS code is 12"),
 ])
 def test_payments_fix_refuses_bad_input_in_one_line(ran: Ran, options: list[str],
                                                     says: str) -> None:
     failed = ran.ids[0]
     before = ran.payment(failed)
-    proc = yinqi("payments", "fix", str(failed), "--as", "ops.lead", *options, "--json",
-                 env=ran.env, check=2)
+    proc = yinqi("payments", "fix", str(failed), *options, "--json",
+                 env=ran.as_("liu.treasurer"), check=2)
     assert says in one_line_error(proc)
     after = ran.payment(failed)
     assert (after.state, after.amount_minor, after.creditor_account, after.version) == \
@@ -245,7 +258,7 @@ def test_payments_fix_refuses_bad_input_in_one_line(ran: Ran, options: list[str]
 ])
 def test_payments_fix_refuses_what_cannot_be_corrected(ran: Ran, which: str, says: str) -> None:
     pid = ran.ids[1] if which == "settled" else 999_999
-    proc = yinqi("payments", "fix", str(pid), "--as", "ops.lead", "--purpose", "x", env=ran.env,
+    proc = yinqi("payments", "fix", str(pid), "--purpose", "x", env=ran.as_("liu.treasurer"),
                  check=2)
     assert says in one_line_error(proc)
 
@@ -257,30 +270,30 @@ def test_batches_rerun_prints_its_contract_and_sends_only_the_rejected(ran: Ran)
     unchanged, corrected, settled = ran.ids[3:6]
     batch = ran.batch(ran.batch_of["B"])
     first_e2e = ran.payment(unchanged).end_to_end_id
+    treasurer = ran.as_("liu.treasurer")
 
-    fixed = json.loads(yinqi("payments", "fix", str(corrected), "--as", "ops.lead",
+    fixed = json.loads(yinqi("payments", "fix", str(corrected), "--as", "liu.treasurer",
                              "--creditor-name", AT_ICBC[0], "--creditor-account", AT_ICBC[1],
-                             "--json", env=ran.env).stdout)
+                             "--json", env=treasurer).stdout)
     assert fixed == {"payment_id": corrected, "changes": {
         "creditor_name": {"from": CLOSED[0], "to": AT_ICBC[0]},
         "creditor_account": {"from": "****2222", "to": "****2316"}}}
 
-    out = json.loads(yinqi("batches", "rerun", batch.msg_id, "--as", "ops.lead", "--reason",
-                           "payee corrected", "--json", env=ran.env).stdout)
+    out = json.loads(yinqi("batches", "rerun", batch.msg_id, "--reason",
+                           "payee corrected", "--json", env=treasurer).stdout)
     assert out == {"batch_id": batch.id, "msg_id": batch.msg_id, "to_send": [unchanged],
                    "to_reapprove": [corrected], "untouched": {"RECEIPTED": 1}}
     with ran.app.sessions() as s:
         events = s.execute(select(AuditEventRow).where(AuditEventRow.action == "batch.rerun")
                            ).scalars().all()
         [event] = [e for e in events if e.subject_ids == [str(batch.id)]]
-        assert (event.actor, event.details["reason"]) == ("ops.lead", "payee corrected")
+        assert (event.actor, event.details["reason"]) == ("liu.treasurer", "payee corrected")
         assert event.details["untouched"] == {"RECEIPTED": 1}
 
     # The same batch again: nothing the bank rejected is left in it.
-    again = yinqi("batches", "rerun", str(batch.id), "--as", "ops.lead", "--json", env=ran.env,
-                  check=2)
+    again = yinqi("batches", "rerun", str(batch.id), "--json", env=treasurer, check=2)
     assert "nothing to rerun" in one_line_error(again)
-    unknown = yinqi("batches", "rerun", "NOSUCHBATCH", "--as", "ops.lead", env=ran.env, check=2)
+    unknown = yinqi("batches", "rerun", "NOSUCHBATCH", env=treasurer, check=2)
     assert "no batch 'NOSUCHBATCH'" in one_line_error(unknown)
 
     ran.approve()                              # the corrected payee, approved again

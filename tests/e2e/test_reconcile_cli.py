@@ -29,8 +29,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from cli_support import yinqi
+from cli_support import as_user, yinqi
 from conftest import BACKENDS, module_db_url
+from sandbox_support import alert_only_risk_rules
 from yinqi.cli.vouchers_cmd import run_import
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.bank import SANDBOX_DEFAULT
@@ -133,8 +134,9 @@ class Morning:
     fetched: dict[str, Any]
     fetched_again: dict[str, Any]
 
-    def cli(self, *args: str, check: int | None = 0) -> Any:
-        return yinqi(*args, env=self.env, check=check)
+    def cli(self, *args: str, check: int | None = 0, person: str | None = None) -> Any:
+        """Run yinqi as the service identity, or as ``person`` (a real session)."""
+        return yinqi(*args, env=as_user(self.env, person) if person else self.env, check=check)
 
     def events(self, action: str) -> list[AuditEventRow]:
         with self.world.app.sessions() as s:
@@ -147,6 +149,7 @@ class Morning:
 @pytest.fixture(scope="module")
 def morning(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Morning]:
     home = tmp_path_factory.mktemp("reconcile-cli") / "home"
+    alert_only_risk_rules(home / "config")
     with demo_world(home, database_url=db_url, settle_after=0.2) as world:
         settings = world.app.settings
         assert settings.master_secret is not None
@@ -275,7 +278,7 @@ def test_reconcile_run_report_exceptions_and_write_off(morning: Morning,
     # (in process: each command start costs seconds).
     reason = "opening balance: the sandbox bank funded the account"
     proc = morning.cli("reconcile", "exceptions", "write-off", str(ours[0]["id"]), "--as",
-                       "liu.treasurer", "--reason", reason)
+                       "liu.treasurer", "--reason", reason, person="liu.treasurer")
     assert proc.stdout.strip() == f"exception #{ours[0]['id']}: written off"
     for e in ours[1:]:
         write_off(morning.world.app, e["id"], actor="liu.treasurer", reason=reason)
@@ -295,10 +298,12 @@ def test_reconcile_run_report_exceptions_and_write_off(morning: Morning,
     # Refused in one line, exit 2: written off already, or no reason given.
     first = str(ours[0]["id"])
     msg = one_line_error(morning.cli("reconcile", "exceptions", "write-off", first, "--as",
-                                     "liu.treasurer", "--reason", "again", check=2))
+                                     "liu.treasurer", "--reason", "again", check=2,
+                                     person="liu.treasurer"))
     assert f"no open exception #{first}" in msg
     msg = one_line_error(morning.cli("reconcile", "exceptions", "write-off", first, "--as",
-                                     "liu.treasurer", "--reason", "  ", check=2))
+                                     "liu.treasurer", "--reason", "  ", check=2,
+                                     person="liu.treasurer"))
     assert "reason" in msg
 
 

@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from conftest import BACKENDS, module_db_url
+from sandbox_support import alert_only_risk_rules
 from connectors.transport import RetryPolicy
 from yinqi.bootstrap import App
 from yinqi.cli.vouchers_cmd import run_import
@@ -41,7 +42,7 @@ from yinqi.errors import InvalidValue
 from yinqi.pipeline import BankPool, Pacing, drive, form_batches, open_work, send_batches
 from yinqi.pipeline import sign_batches
 from yinqi.pipeline.reruns import correct_payment, rerun_batch, rerun_end_to_end_id
-from yinqi.pipeline.signing import home_path
+from yinqi.pipeline.signing import home_path, read_archived
 from yinqi.states import PaymentState as S
 from yinqi.store.intake import ImportSummary
 from yinqi.store.models import Alert, AuditEventRow, Batch, Payment, Receipt, StatusReport
@@ -209,6 +210,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("pipeline") / "home"
+    alert_only_risk_rules(home / "config")
     with demo_world(home, database_url=db_url, settle_after=0.2,
                     read_timeout=READ_TIMEOUT) as demo:
         yield World(demo)
@@ -237,8 +239,9 @@ def sign_all(app: App) -> list[int]:
     return signed
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sha256_of(app: App, stored: str) -> str:
+    """The hash of an archived file's plaintext (the file itself is encrypted at rest)."""
+    return hashlib.sha256(read_archived(app, stored)).hexdigest()
 
 
 # --- (a) the happy path ----------------------------------------------------------------------
@@ -276,14 +279,15 @@ def test_every_approved_payment_ends_receipted_or_failed_with_its_evidence(w: Wo
     for r in receipts.values():
         path = home_path(w.app, r.file_path)
         assert not Path(r.file_path).is_absolute() and path.is_file()
-        assert r.signature_valid and sha256_of(path) == r.sha256
-        assert path.read_bytes().startswith(b"%PDF")
+        assert r.signature_valid and sha256_of(w.app, r.file_path) == r.sha256
+        assert read_archived(w.app, r.file_path).startswith(b"%PDF")
+        assert not path.read_bytes().startswith(b"%PDF")  # encrypted at rest
 
     # The bank's status reports are kept byte for byte, their hash with them.
     assert {r.payment_id for r in reports} == set(ids)
     for r in reports:
         assert r.archive_path and not Path(r.archive_path).is_absolute()
-        assert sha256_of(home_path(w.app, r.archive_path)) == r.sha256
+        assert sha256_of(w.app, r.archive_path) == r.sha256
         if payments[r.payment_id].state == S.FAILED.value:
             assert (r.tx_status, r.reason_code) == ("RJCT", "AC04")
 
@@ -292,7 +296,7 @@ def test_every_approved_payment_ends_receipted_or_failed_with_its_evidence(w: Wo
     for b in batches:
         assert b.state == "COMPLETED" and b.send_attempts == 1
         assert b.file_path and b.file_path.startswith(f"archive/{b.bank}/")
-        assert sha256_of(home_path(w.app, b.file_path)) == b.file_sha256
+        assert sha256_of(w.app, b.file_path) == b.file_sha256
         [signed] = w.events("batch.signed", b.id)
         [sending] = w.events("batch.sending", b.id)
         assert signed.details["sha256"] == sending.details["sha256"] == b.file_sha256
@@ -306,6 +310,7 @@ def test_every_approved_payment_ends_receipted_or_failed_with_its_evidence(w: Wo
 # --- (b) approval bypass caught at batching --------------------------------------------------
 
 
+@pytest.mark.security
 def test_a_payment_approved_behind_the_gate_s_back_is_held_and_never_sent(w: World) -> None:
     bypassed, edited, honest = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC),
                                                Line(ICBC_DEBTOR, ELSEWHERE, amount="880.00"),
@@ -344,6 +349,7 @@ def test_a_payment_approved_behind_the_gate_s_back_is_held_and_never_sent(w: Wor
 # --- (c) the signed file changed after signing -----------------------------------------------
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("damage", ["one byte changed", "file deleted"])
 def test_a_tampered_signed_file_is_never_sent(w: World, damage: str) -> None:
     [pid] = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC_2, amount="321.00")])
@@ -436,6 +442,36 @@ def test_an_unknown_outcome_is_settled_by_asking_the_bank(w: World, fault: str) 
         else:
             # The bank never got it (it said so when asked): the same bytes went again.
             assert w.batch(b.id).send_attempts == 2 and len(sends) == 2
+    w.assert_audit_intact()
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("damage", ["tampered_answer", "unsigned_answer"])
+def test_a_tampered_or_unsigned_bank_answer_moves_nothing_and_is_audited(
+        w: World, damage: str) -> None:
+    ids = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC), Line(CMB_DEBTOR, AT_CMB)])
+    w.approve(ids)
+    form_batches(w.app)
+    sign_all(w.app)
+    w.faults(**{f"{damage}_rate": 1.0})
+    try:
+        with BankPool(w.app, retry=NO_WAIT) as banks:
+            sent = send_batches(w.app, banks, "test-sender", pacing=FAST)
+    finally:
+        w.faults()
+    # Whatever the damaged answer said, it decided nothing.
+    assert sent.outcomes == Counter({"UNKNOWN": 2}), sent
+    batches = w.batches_of(ids)
+    for b in batches:
+        [refused] = w.events("bank.answer_refused", b.id)
+        assert refused.details["during"] == "send" and refused.details["reason"]
+    assert len([a for a in w.alerts("bank.bad_answer")
+                if any(f"batch {b.msg_id}" == a.subject for b in batches)]) == 2
+    # The bank did take the orders; asking it with a sound answer settles them, once.
+    w.drive()
+    assert set(w.states(ids).values()) == {"RECEIPTED"}
+    assert all(w.batch(b.id).send_attempts == 1 for b in batches)
+    w.assert_bank_booked_nothing_twice()
     w.assert_audit_intact()
 
 

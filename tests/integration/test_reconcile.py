@@ -36,6 +36,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from conftest import BACKENDS, module_db_url
+from sandbox_support import alert_only_risk_rules
 from yinqi.cli.vouchers_cmd import run_import
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.bank import HOLIDAYS, SANDBOX_DEFAULT
@@ -376,6 +377,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("reconcile") / "home"
+    alert_only_risk_rules(home / "config")
     with demo_world(home, database_url=db_url, settle_after=0.2) as demo:
         yield World(demo)
 

@@ -74,7 +74,8 @@ def _import(app: App) -> list[int]:
         checked = validate_rows(read_rows(data, GBK.name), ERP_CN,
                                 own_accounts=own_accounts(session), source="erp")
         summary = import_vouchers(session, app.audit, source="erp", file_name=GBK.name,
-                                  data=data, rows_result=checked, imported_by="wu.maker")
+                                  data=data, rows_result=checked, imported_by="wu.maker",
+                                  risk_rules=app.config.risk_rules)
     return summary.payment_ids
 
 
@@ -186,3 +187,20 @@ def test_a_database_from_before_encryption_is_encrypted_in_place(db_url: str) ->
         assert conn.execute(select(QuarantinedRow.payload)).scalar_one() == {
             "收款账号": "6217001234567890123"}
     engine.dispose()
+
+
+def test_file_key_rotation_seals_new_files_under_the_new_key_and_old_ones_still_open(
+        app: App) -> None:
+    from yinqi.security.files import key_id_of
+    from yinqi.store.field_keys import current_file_key, rotate_file_key
+
+    old_blob = app.files.seal(b"receipt bytes", "receipts/x.pdf")
+    with app.sessions.begin() as session:
+        assert rotate_file_key(session, app.audit, current_file_key(app.engine),
+                               actor="admin") == (1, 2)
+    fresh = App(app.settings)
+    try:
+        assert key_id_of(fresh.files.seal(b"new", "receipts/y.pdf")) == 2
+        assert fresh.files.open(old_blob, "receipts/x.pdf") == b"receipt bytes"
+    finally:
+        fresh.close()

@@ -13,8 +13,12 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def fail_line(message: str) -> None:
-    # One line, even if a message from below carries a newline: operators grep these.
-    err_console.print(f"yinqi: error: {' '.join(message.split())}", markup=False, soft_wrap=True)
+    # One line, even if a message from below carries a newline: operators grep these. A
+    # message from below may quote a bank's text or a file's cell: account numbers masked.
+    from yinqi.security.masking import redact
+
+    err_console.print(f"yinqi: error: {redact(' '.join(message.split()))}", markup=False,
+                      soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from yinqi.bankdata import Statement
 from yinqi.cli.output import console, print_json
+from yinqi.security.masking import mask_account, redact
 from connectors.statement_files import parse_file
 
 app = typer.Typer(help="Bank statement files.", no_args_is_help=True)
@@ -50,7 +52,10 @@ def parse(
     for s in statements:
         opening = s.opening_balance.amount if s.opening_balance else "—"
         closing = s.closing_balance.amount if s.closing_balance else "—"
-        console.print(f"{s.kind} {s.statement_id} account {s.account} {s.currency}: "
-                      f"{len(s.lines)} entries, opening {opening}, closing {closing}")
+        console.print(f"{s.kind} {redact(s.statement_id or '')} account "
+                      f"{mask_account(s.account)} {s.currency}: "
+                      f"{len(s.lines)} entries, opening {opening}, closing {closing}",
+                      markup=False)
         for w in s.warnings:
-            console.print(f"  [yellow]warning:[/] {w}", markup=True)
+            # The file's own text: shown as it is, never read as console markup.
+            console.print(f"  [yellow]warning:[/] {escape(w)}", markup=True)

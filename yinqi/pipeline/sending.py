@@ -33,10 +33,11 @@ from yinqi.pipeline import chaos
 from yinqi.pipeline.banks import BankPool
 from yinqi.pipeline.outcomes import next_poll_delay
 from yinqi.pipeline.reports import apply_reports, in_flight_e2e
-from yinqi.pipeline.signing import home_path
+from yinqi.pipeline.signing import read_archived
 from yinqi.states import PaymentState
 from yinqi.store.claims import DEFAULT_LEASE, claim_batches, release_batches
 from yinqi.store.models import Alert, Batch, Payment
+from yinqi.store.risk import audit_refused, frozen_unsent_batches, sendable, why_frozen
 from yinqi.store.transitions import move_payments
 from yinqi.store.types import utcnow
 
@@ -85,6 +86,9 @@ def send_batches(app: App, banks: BankPool, worker: str, *, limit: int = 20,
     nothing."""
     rng = rng or random.Random()
     result = StageResult()
+    with app.sessions() as s:
+        # Frozen batches are never claimed to be sent: they wait for two people, not a worker.
+        result.blocked += frozen_unsent_batches(s)
     ids = claim_batches(app.sessions, worker, states=[B.SIGNED, *UNSETTLED_SENDS],
                         limit=limit, due_only=True, lease=pacing.lease)
     try:
@@ -135,6 +139,19 @@ def _carry(app: App, banks: BankPool, worker: str, batch_id: int, pacing: Pacing
     _send(app, bank, worker, batch, pacing, rng, result)
 
 
+def _signed_file(app: App, batch: Batch) -> tuple[bytes | None, str | None]:
+    """The archived signed bytes, decrypted, or None and why. A file that does not decrypt
+    (altered, swapped, or sealed under another master secret) is treated as a tampered one."""
+    if not batch.file_path:
+        return None, "missing"
+    try:
+        return read_archived(app, batch.file_path), None
+    except FileNotFoundError:
+        return None, "missing"
+    except SecurityError:
+        return None, "does not decrypt"
+
+
 def _covers(reports, wanted: list[str]) -> bool:  # type: ignore[no-untyped-def]
     """The answer speaks for the whole message (a group status) or for every payment asked."""
     if any(r.end_to_end_id is None for r in reports):
@@ -144,19 +161,17 @@ def _covers(reports, wanted: list[str]) -> bool:  # type: ignore[no-untyped-def]
 
 def _send(app: App, bank, worker: str, batch: Batch, pacing: Pacing,  # type: ignore[no-untyped-def]
           rng: random.Random, result: StageResult) -> None:
-    try:
-        body = home_path(app, batch.file_path).read_bytes() if batch.file_path else None
-    except FileNotFoundError:
-        body = None
+    _refuse_frozen(app, batch, worker)
+    body, problem = _signed_file(app, batch)
     if body is None or hashlib.sha256(body).hexdigest() != batch.file_sha256:
-        _tampered(app, batch)
-        raise SecurityError(f"batch {batch.msg_id}: the signed file {batch.file_path} is missing "
-                            "or no longer matches the hash recorded when it was signed; "
-                            "nothing was sent (see alert)")
+        _tampered(app, batch, problem or "hash mismatch")
+        raise SecurityError(f"batch {batch.msg_id}: the signed file {batch.file_path} is missing, "
+                            "does not decrypt or no longer matches the hash recorded when it "
+                            "was signed; nothing was sent (see alert)")
     with app.sessions.begin() as s:
-        # The intent, committed before any byte leaves.
+        # The intent, committed before any byte leaves; never for a frozen batch or account.
         moved = s.execute(update(Batch).where(Batch.id == batch.id, Batch.claimed_by == worker,
-                                              Batch.state == batch.state)
+                                              Batch.state == batch.state, sendable())
                           .values(state=B.SUBMITTING.value,
                                   send_attempts=Batch.send_attempts + 1, last_error=None)
                           .execution_options(synchronize_session=False)).rowcount
@@ -193,7 +208,7 @@ def _send(app: App, bank, worker: str, batch: Batch, pacing: Pacing,  # type: ig
                       .execution_options(synchronize_session=False))
             _schedule(s, batch.id, 0, pacing, rng)
         if isinstance(exc, BadBankAnswer):
-            _alert(app, "bank.bad_answer", Severity.CRITICAL, batch, str(exc))
+            _distrusted(app, batch, exc, worker, "send")
         result.outcomes["UNKNOWN"] += len(ids)
         result.errors.append(str(exc))
         return
@@ -221,6 +236,19 @@ def _send(app: App, bank, worker: str, batch: Batch, pacing: Pacing,  # type: ig
     result.outcomes.update(applied.moved)
 
 
+def _refuse_frozen(app: App, batch: Batch, worker: str) -> None:
+    """A batch frozen (or paid from a frozen account) after it was claimed is not sent: the
+    refusal is audited and the batch waits for two people to lift the freeze."""
+    with app.sessions.begin() as s:
+        why = why_frozen(s, batch.id)
+        if why is None:
+            return
+        audit_refused(s, app.audit, actor=worker, doing="send", subject_type="batch",
+                      subject_ids=[batch.id], reason=why, msg_id=batch.msg_id,
+                      state=batch.state)
+    raise SecurityError(f"batch {batch.msg_id}: not sent, {why}")
+
+
 def poll_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
                  pacing: Pacing = Pacing(), rng: random.Random | None = None) -> StageResult:
     """Ask the bank about batches whose next query is due; back off between questions."""
@@ -241,7 +269,7 @@ def poll_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
             except BankError as exc:
                 result.errors.append(str(exc))
                 if isinstance(exc, BadBankAnswer):
-                    _alert(app, "bank.bad_answer", Severity.CRITICAL, batch, str(exc))
+                    _distrusted(app, batch, exc, worker, "status query")
                 _later(app, batch_id, worker, pacing, rng, str(exc))
                 continue
             result.queries += 1
@@ -282,13 +310,23 @@ def _later(app: App, batch_id: int, worker: str, pacing: Pacing, rng: random.Ran
                   .execution_options(synchronize_session=False))
 
 
+def _distrusted(app: App, batch: Batch, exc: BadBankAnswer, worker: str, during: str) -> None:
+    """An answer that fails its signature moves nothing: it is refused, audited, alerted."""
+    with app.sessions.begin() as s:
+        app.audit.append(s, actor=worker, action="bank.answer_refused", subject_type="batch",
+                         subject_ids=[batch.id],
+                         details={"msg_id": batch.msg_id, "bank": batch.bank, "during": during,
+                                  "reason": str(exc)[:500]})
+    _alert(app, "bank.bad_answer", Severity.CRITICAL, batch, str(exc))
+
+
 def _alert(app: App, kind: str, severity: Severity, batch: Batch, message: str) -> None:
     with app.sessions.begin() as s:
         s.add(Alert(kind=kind, severity=severity.value, subject=f"batch {batch.msg_id}",
                     message=message[:2000], details={"batch_id": batch.id, "bank": batch.bank}))
 
 
-def _tampered(app: App, batch: Batch) -> None:
+def _tampered(app: App, batch: Batch, problem: str) -> None:
     with app.sessions.begin() as s:
         # One open alert per batch: every refusal is audited, but the operators are told once.
         told = s.execute(select(Alert.id).where(
@@ -297,12 +335,13 @@ def _tampered(app: App, batch: Batch) -> None:
         if told is None:
             s.add(Alert(kind="batch.file_tampered", severity=Severity.CRITICAL.value,
                         subject=f"batch {batch.msg_id}",
-                        message="the signed payment file changed or vanished after signing; "
-                                "it was not sent",
+                        message="the signed payment file changed, vanished or no longer decrypts "
+                                "after signing; it was not sent",
                         details={"batch_id": batch.id, "file": batch.file_path}))
         app.audit.append(s, actor="yinqi.pipeline", action="batch.file_tampered",
                          subject_type="batch", subject_ids=[batch.id],
-                         details={"msg_id": batch.msg_id, "expected_sha256": batch.file_sha256})
+                         details={"msg_id": batch.msg_id, "expected_sha256": batch.file_sha256,
+                                  "problem": problem})
 
 
 def due_at(app: App) -> datetime | None:

@@ -15,6 +15,7 @@ from yinqi.bootstrap import App
 from yinqi.errors import InvalidValue
 from yinqi.money import Money
 from yinqi.reconciliation import MatchRule, MatchStatus
+from yinqi.security.masking import redact
 from yinqi.states import PaymentState
 from yinqi.store.models import Payment, ReconException, ReconMatch, ReconMatchItem
 from yinqi.store.models import StatementLine as LineRow
@@ -96,7 +97,7 @@ def match_by_hand(app: App, *, payment_ids: Sequence[int], line_ids: Sequence[in
         app.audit.append(s, actor=actor, action="reconcile.matched_by_hand",
                          subject_type="reconciliation", subject_ids=[match_id],
                          details={"payments": list(payment_ids), "lines": list(line_ids),
-                                  "note": note, "exceptions_closed": closed})
+                                  "note": redact(note), "exceptions_closed": closed})
         return int(match_id)
 
 
@@ -137,7 +138,7 @@ def write_off(app: App, exception_id: int, *, actor: str, reason: str) -> None:
             "written_off", reason[:4000], actor, utcnow()
         app.audit.append(s, actor=actor, action="reconcile.written_off",
                          subject_type="recon_exception", subject_ids=[exception_id],
-                         details={"reason": reason, "amount_minor": e.amount_minor,
+                         details={"reason": redact(reason), "amount_minor": e.amount_minor,
                                   "currency": e.currency, "payment_id": e.payment_id,
                                   "line_id": e.statement_line_id})
 

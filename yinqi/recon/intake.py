@@ -47,15 +47,19 @@ def fetch_statements(app: App, accounts: Sequence[str] | None, first: date, last
     from connectors.errors import BankError
     from yinqi.errors import InvalidValue
     from yinqi.pipeline import BankPool
+    from yinqi.recon.accounts import resolve_accounts
+    from yinqi.security.masking import mask_account, redact
 
     result = FetchResult()
+    accounts = resolve_accounts(app.config, accounts)
     wanted = [a for a in app.config.accounts if not accounts or a.number in accounts]
     with BankPool(app) as banks:
         for account in wanted:
             try:
                 statements = banks[account.bank].statements(account.number, first, last)
             except (BankError, InvalidValue) as exc:
-                result.errors.append(f"{account.bank} {account.number[-4:]}: {exc}")
+                result.errors.append(redact(f"{account.bank} {mask_account(account.number)}: "
+                                            f"{exc}"))
                 continue
             with app.sessions.begin() as session:
                 got = take_in(session, app.audit, statements,

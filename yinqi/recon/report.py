@@ -3,7 +3,7 @@ explain, matched and unmatched counts and amounts, and the open exceptions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -54,6 +54,9 @@ class AccountDay:
 
 def daily_report(app: App, day: date, accounts: Sequence[str] | None = None
                  ) -> list[AccountDay]:
+    from yinqi.recon.accounts import resolve_accounts
+
+    accounts = resolve_accounts(app.config, accounts)
     wanted = [a for a in app.config.accounts if not accounts or a.number in accounts]
     rows = []
     with app.sessions() as s:
@@ -121,13 +124,23 @@ COLUMNS = ("account", "currency", "day", "bank_opening", "bank_closing", "ledger
            "payments_returned", "open_exceptions", "quarantined_statements")
 
 
-def as_markdown(rows: Sequence[AccountDay], day: date) -> str:
+def as_markdown(rows: Sequence[AccountDay], day: date,
+                labels: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """The report as a Prefect markdown artifact; ``labels`` (``yinqi.recon.accounts.labels``)
+    name each account by bank and name beside its last four digits."""
+    from yinqi.security.masking import account_label, escape_markdown
+
+    def shown(number: str) -> str:
+        label = (labels or {}).get(number)
+        return escape_markdown(account_label(label["bank"], label["account_name"], number)
+                               if label else mask(number))
+
     out = [f"## Reconciliation {day.isoformat()}", "",
            "| account | ccy | opening | closing | ledger | difference | lines | matched | "
            "unmatched | payments | reconciled | exceptions |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {mask(r.account)} | {r.currency} | {r.bank_opening or '—'} | "
+        out.append(f"| {shown(r.account)} | {r.currency} | {r.bank_opening or '—'} | "
                    f"{r.bank_closing or '—'} | {r.ledger_balance or '—'} | "
                    f"{r.difference or '—'} | {r.lines} | {r.matched_lines} | "
                    f"{r.unmatched_lines} ({r.unmatched_amount}) | {r.payments} | "
@@ -136,20 +149,26 @@ def as_markdown(rows: Sequence[AccountDay], day: date) -> str:
 
 
 def export_xlsx(app: App, rows: Sequence[AccountDay], path: Path) -> Path:
-    """The report and the open exceptions as a workbook; no cell can be a formula."""
+    """The report and the open exceptions as a workbook; no cell can be a formula. Our
+    accounts show as bank, name and last four digits, never the whole number."""
+    from yinqi.recon.accounts import labels
     from yinqi.recon.exceptions import list_exceptions
 
     from decimal import Decimal
 
+    named = labels(app.config)
+
     amounts = ("bank_opening", "bank_closing", "ledger_balance", "difference",
                "matched_amount", "unmatched_amount")
-    report = [{**r.as_json(), "account": mask(r.account), "day": r.day,
+    report = [{**r.as_json(), **named.get(r.account, {}), "account": mask(r.account),
+               "day": r.day,
                **{k: None if getattr(r, k) is None else Decimal(getattr(r, k))
                   for k in amounts}} for r in rows]
-    exceptions = [{**e, "account": mask(e["account"]), "amount": Decimal(e["amount"])}
-                  for e in list_exceptions(app)]
+    exceptions = [{**e, **named.get(e["account"], {}), "account": mask(e["account"]),
+                   "amount": Decimal(e["amount"])} for e in list_exceptions(app)]
     return write_xlsx(path, {
-        "reconciliation": (list(COLUMNS), report),
-        "exceptions": (["id", "side", "account", "day", "amount", "currency", "counterparty",
+        "reconciliation": (["bank", "account_name", *COLUMNS], report),
+        "exceptions": (["id", "side", "bank", "account_name", "account", "day", "amount",
+                        "currency", "counterparty",
                         "reference", "candidates", "status"], exceptions),
     })

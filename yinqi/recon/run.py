@@ -67,6 +67,9 @@ def reconcile(app: App, *, first: date, last: date, accounts: Sequence[str] | No
         from yinqi.errors import InvalidValue
 
         raise InvalidValue(f"the first day {first} is after the last day {last}")
+    from yinqi.recon.accounts import resolve_accounts
+
+    accounts = resolve_accounts(app.config, accounts)
     config = app.config.reconciliation
     params = MatchParams.from_config(config)
     summary = ReconSummary(first, last)

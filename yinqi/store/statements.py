@@ -5,6 +5,10 @@ Identity: a statement seen before has the same content hash (its account, period
 and every entry, however it was delivered: file, connector, camt or MT940). The same
 statement ID and sequence number arriving with *different* content is not a re-delivery but
 a conflict: it is quarantined and alerted, never silently replaced.
+
+Banks build statement and message IDs from the account number (``ICBC-<account>-<day>``):
+those columns are not encrypted, so they are kept with the number masked
+(``ICBC-****3456-<day>``), like the check results, reasons, alerts and audit details.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy.orm import Session
 from yinqi.alerts import Severity
 from yinqi.bankdata import Statement
 from yinqi.money import Money
+from yinqi.security.masking import mask_account, redact, redact_deep
 from yinqi.statement_checks import PreviousStatement
 from yinqi.store.audit_log import AuditLog
 from yinqi.store.models import Alert, BankAccount
@@ -98,6 +103,7 @@ def previous_statements(session: Session, firsts: Mapping[tuple[str, str], date 
 def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], *,
             source: str, checker: Checker, actor: str) -> IntakeResult:
     """Store ``statements`` (one file or one download) in the caller's transaction."""
+    source = redact(source)  # a file named after its account ("MT940_<account>.sta")
     result = IntakeResult()
     fresh: list[tuple[Statement, str]] = []
     recheck: dict[str, StatementRow] = {}
@@ -112,7 +118,7 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
             recheck[digest] = seen
             fresh.append((s, digest))
         elif seen is not None:
-            result.duplicates.append((s.statement_id, seen.id))
+            result.duplicates.append((redact(s.statement_id), seen.id))
         elif digest not in {d for _, d in fresh}:
             fresh.append((s, digest))
     if not fresh:
@@ -144,22 +150,24 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
         reason = None if report.passed else _reason(report)
         conflict = _conflict(session, s)
         if conflict is not None:
-            reason = (f"{CONFLICT} statement {s.statement_id} (sequence {s.sequence}) was delivered "
+            reason = (f"{CONFLICT} statement {redact(s.statement_id)} (sequence {s.sequence}) "
+                      "was delivered "
                       f"before as #{conflict} with different content; kept apart, check with "
                       "the bank which one is right")
         status = "accepted" if reason is None else "quarantined"
         row = StatementRow(
             bank_account_id=accounts.get(s.account), account=s.account, currency=s.currency,
-            statement_id=s.statement_id, msg_id=s.msg_id, sequence=s.sequence,
+            statement_id=redact(s.statement_id), msg_id=redact(s.msg_id), sequence=s.sequence,
             from_date=s.from_date, to_date=s.to_date,
             opening_minor=s.opening_balance.minor if s.opening_balance else None,
             closing_minor=s.closing_balance.minor if s.closing_balance else None,
             content_sha256=digest, source=source[:500], status=status, reason=reason,
-            kind=s.kind, line_count=len(s.lines), checks=report.as_json())
+            kind=s.kind, line_count=len(s.lines), checks=redact_deep(report.as_json()))
         session.add(row)
         session.flush()
         _insert_lines(session, row.id, s)
-        summary = {"statement_id": s.statement_id, "account": s.account, "kind": s.kind,
+        summary = {"statement_id": redact(s.statement_id), "account": mask_account(s.account),
+                   "kind": s.kind,
                    "lines": len(s.lines), "status": status, "source": source[:200]}
         if reason is None:
             result.accepted.append(row.id)
@@ -167,10 +175,11 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
             result.quarantined.append((row.id, reason))
             summary["reason"] = reason
             session.add(Alert(kind="statement.quarantined", severity=Severity.WARNING.value,
-                              subject=f"statement {s.statement_id} of {s.account}",
+                              subject=f"statement {summary['statement_id']} of "
+                                      f"{summary['account']}",
                               message=reason[:2000],
                               details={"statement_pk": row.id, "source": source[:200]}))
-        result.reports.append({**summary, "statement_pk": row.id, "checks": report.as_json()})
+        result.reports.append({**summary, "statement_pk": row.id, "checks": row.checks})
         audit.append(session, actor=actor, action=f"statement.{status}",
                      subject_type="statement", subject_ids=[row.id],
                      details={**summary, "sha256": digest})
@@ -179,27 +188,29 @@ def take_in(session: Session, audit: AuditLog, statements: Sequence[Statement], 
 
 def _recheck(session: Session, audit: AuditLog, row: StatementRow, report: Report,
              result: IntakeResult, actor: str) -> None:
-    row.checks = report.as_json()
+    row.checks = redact_deep(report.as_json())
     if not report.passed:
         row.reason = _reason(report)
         result.duplicates.append((row.statement_id, row.id))
         return
     row.status, row.reason = "accepted", None
     result.accepted.append(row.id)
-    result.reports.append({"statement_id": row.statement_id, "account": row.account,
+    result.reports.append({"statement_id": row.statement_id,
+                           "account": mask_account(row.account),
                            "kind": row.kind, "lines": row.line_count, "status": "accepted",
                            "source": row.source, "statement_pk": row.id,
-                           "checks": report.as_json()})
+                           "checks": row.checks})
     audit.append(session, actor=actor, action="statement.accepted", subject_type="statement",
                  subject_ids=[row.id],
-                 details={"statement_id": row.statement_id, "account": row.account,
+                 details={"statement_id": row.statement_id,
+                          "account": mask_account(row.account),
                           "recheck": "passed its checks when delivered again",
                           "sha256": row.content_sha256})
 
 
 def _reason(report: Report) -> str:
     failures = getattr(report, "failures", None) or []
-    return "; ".join(f"{f.check}: {f.message}" for f in failures)[:4000] or \
+    return redact("; ".join(f"{f.check}: {f.message}" for f in failures))[:4000] or \
         "failed its data-quality checks"
 
 
@@ -208,7 +219,7 @@ def _conflict(session: Session, s: Statement) -> int | None:
         return None
     return session.execute(select(StatementRow.id).where(
         StatementRow.account == s.account, StatementRow.currency == s.currency,
-        StatementRow.kind == s.kind, StatementRow.statement_id == s.statement_id,
+        StatementRow.kind == s.kind, StatementRow.statement_id == redact(s.statement_id),
         StatementRow.sequence == s.sequence)).scalars().first()
 
 
