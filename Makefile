@@ -26,14 +26,17 @@ DEMO_HOME ?= var/demo
 demo: $(STAMP)
 	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi demo
 
+# Everything but chaos in one process, then the 50 chaos seeds on two workers (pytest-xdist:
+# each seed is its own installation, and a seed mostly waits on the bank and on the kills).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/chaos $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/chaos -q -n 2 $(PYTEST_ARGS)
 
 # Random bank faults and SIGKILLed workers for SEEDS seeds (`make test` runs 50); ends with
 # the line "chaos: N seeds, F faults, K kills, D duplicates, L lost, U unapproved".
 SEEDS ?= 200
 chaos: $(STAMP)
-	$(BIN)/python -m pytest tests/chaos -q --chaos-seeds=$(SEEDS)
+	$(BIN)/python -m pytest tests/chaos -q -n 2 --chaos-seeds=$(SEEDS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -135,9 +135,6 @@ def app(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 # --- a line in the summary that shows both backends really ran -------------------------------
 
-_outcomes: Counter[tuple[str, str]] = Counter()
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
@@ -148,16 +145,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         backend = "postgresql"
     counted = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
     if backend and counted:
-        _outcomes[(backend, report.outcome)] += 1
+        # On the report, not in this process: xdist workers' reports reach the summary too.
+        report.user_properties.append(("backend", backend))
     return report
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    if not _outcomes:
+    outcomes: Counter[tuple[str, str]] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, backend in getattr(report, "user_properties", ()):
+                if name == "backend":
+                    outcomes[(backend, report.outcome)] += 1
+    if not outcomes:
         return
     parts = []
     for backend in ("sqlite", "postgresql"):
-        counts = ", ".join(f"{n} {outcome}" for (b, outcome), n in sorted(_outcomes.items())
+        counts = ", ".join(f"{n} {outcome}" for (b, outcome), n in sorted(outcomes.items())
                            if b == backend)
         parts.append(f"{backend}: {counts or 'none'}")
     terminalreporter.write_line("database backends: " + "; ".join(parts))

@@ -12,9 +12,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    from chaos.harness import TALLY
+    from chaos.harness import TALLY, Tally
 
-    if TALLY.seeds:
-        for problem in TALLY.problems[:20]:
-            terminalreporter.write_line(problem)
-        terminalreporter.write_line(TALLY.line())
+    # Each seed's counts travel on its test report, so seeds run by xdist workers count too.
+    total = Tally()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, counts in getattr(report, "user_properties", ()):
+                if name == "chaos" and getattr(report, "when", None) == "call":
+                    for key, value in counts.items():
+                        setattr(total, key, getattr(total, key) + value)
+    for problem in TALLY.problems[:20]:
+        terminalreporter.write_line(problem)
+    if total.seeds:
+        terminalreporter.write_line(total.line())

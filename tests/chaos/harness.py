@@ -51,6 +51,11 @@ class Tally:
     unapproved: int = 0
     problems: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {"seeds": self.seeds, "faults": self.faults, "kills": self.kills,
+                "duplicates": self.duplicates, "lost": self.lost,
+                "unapproved": self.unapproved}
+
     def line(self) -> str:
         return (f"chaos: {self.seeds} seeds, {self.faults} faults, {self.kills} kills, "
                 f"{self.duplicates} duplicates, {self.lost} lost, {self.unapproved} unapproved")

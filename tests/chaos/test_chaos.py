@@ -4,11 +4,11 @@ Prefect payment flow's own process instead of the plain worker loop."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from chaos.harness import Chaos, run_seed, start
+from chaos.harness import TALLY, Chaos, run_seed, start
 
 pytestmark = pytest.mark.chaos
 
@@ -34,11 +34,15 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
         yield running
 
 
-def test_no_duplicate_no_loss_no_unapproved_payment(chaos: Chaos, seed: int,
-                                                    request: pytest.FixtureRequest) -> None:
+def test_no_duplicate_no_loss_no_unapproved_payment(
+        chaos: Chaos, seed: int, request: pytest.FixtureRequest,
+        record_property: Callable[[str, object], None]) -> None:
     url = request.getfixturevalue("pg_database") if seed % 10 == 0 else None
     api = request.getfixturevalue("prefect_api") if seed % 10 == 5 else None
+    before = TALLY.counts()
     result = run_seed(chaos, seed, database_url=url, prefect_api=api)
+    # Carried on the report, so the summary adds up seeds run in other (xdist) processes too.
+    record_property("chaos", {k: v - before[k] for k, v in TALLY.counts().items()})
     assert result.payments > 0
     assert not result.duplicates, result.duplicates
     assert not result.unapproved, result.unapproved

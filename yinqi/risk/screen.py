@@ -16,15 +16,7 @@ import pandas as pd
 from config.risk import RiskAction, RiskRule, RiskRules
 from yinqi.risk import rules as r
 from yinqi.risk.rules import Hit
-
-
-class Stage(StrEnum):
-    """The moment a payment is screened."""
-
-    INTAKE = "intake"          # a voucher became a payment (REQUESTED -> PENDING_APPROVAL)
-    CORRECTED = "corrected"    # a corrected payment goes back into approval (rerun)
-    APPROVAL = "approval"      # an approver decided a level
-    FAILURE = "failure"        # the bank rejected or returned it
+from yinqi.risk.stages import Stage
 
 
 #: Rules per stage. Login rules (new_login_location, failed logins) are screened at login.

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Text, and_, func, insert, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
@@ -31,19 +31,11 @@ from sqlalchemy.orm import Session
 from config.risk import RiskRules
 from yinqi.alerts import Severity
 from yinqi.payments import BatchState
-from yinqi.risk import rules as r
-from yinqi.risk.rules import Hit
-from yinqi.risk.screen import (
-    Inputs,
-    Needs,
-    Stage,
-    Verdict,
-    action_of,
-    idle,
-    needs,
-    screen,
-    verdicts,
-)
+from yinqi.risk.stages import Stage
+
+if TYPE_CHECKING:
+    from yinqi.risk.rules import Hit
+    from yinqi.risk.screen import Inputs, Needs, Verdict
 from yinqi.security.fields import FieldCrypto
 from yinqi.security.masking import mask_account
 from yinqi.states import PaymentState
@@ -114,6 +106,7 @@ def screen_payments(
     stage: Stage = Stage.INTAKE,
 ) -> ScreenResult:
     """Screen the payments and act on every hit, in the caller's transaction."""
+    from yinqi.risk.screen import idle, needs, screen  # pandas: only when screening
     result = ScreenResult()
     ids = sorted(set(payment_ids))
     if idle(rules, stage, now):
@@ -141,6 +134,8 @@ def screen_failures(
     failed payments came from; ``freeze = "batch"`` freezes the unsent bank messages that
     carry payments to the payee.
     """
+    from yinqi.risk.rules import Hit
+    from yinqi.risk.screen import needs, screen
     result = ScreenResult()
     rule = rules.repeated_failures
     ids = sorted(set(payment_ids))
@@ -192,6 +187,8 @@ def load_inputs(session: Session, ids: Sequence[int], wanted: Needs
     ciphertexts select the history in SQL as they are, and only distinct values are
     decrypted, never every history row (see :class:`_Opener`).
     """
+    from yinqi.risk import rules as r
+    from yinqi.risk.screen import Inputs
     conn = session.connection()
     opener = _Opener(field_crypto(conn.dialect))
     p = Payment.__table__.c
@@ -296,6 +293,7 @@ def _act(
     alert: bool = True,
     targets: tuple[str, ...] = ("payment", "batch", "account"),
 ) -> ScreenResult:
+    from yinqi.risk.screen import action_of, verdicts
     result = ScreenResult(hits=len(hits))
     if not hits:
         return result
@@ -431,6 +429,7 @@ def _freeze_batches_of(session: Session, audit: AuditLog, rules: RiskRules,
                        now: datetime) -> ScreenResult:
     """repeated_failures with freeze = "batch": the unsent bank messages carrying the payee's
     payments are frozen (a payment in none yet is frozen itself)."""
+    from yinqi.risk.rules import Hit
     result = ScreenResult()
     rule = rules.repeated_failures
     reason = (f"payments to the payee were rejected by the bank {rule.count} times or more "
