@@ -1,0 +1,353 @@
+"""Full backups: a real installation backed up, its database deleted, and restored into fresh
+SQLite and PostgreSQL databases (both ways round) with identical audit head and money totals;
+a flipped byte, a missing part, a wrong master secret and a non-empty target each refused
+with one clear error, and nothing restored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from conftest import BACKENDS, MASTER_SECRET, fresh_pg_database, module_db_url
+from config import load_settings
+from yinqi.backup import (
+    BackupError,
+    BackupResult,
+    LocalTarget,
+    create_full_backup,
+    restore_backup,
+    verify_backup,
+)
+from yinqi.backup.codec import row_encoder
+from yinqi.backup.create import read_snapshot, table_spec
+from yinqi.backup.manifest import dump
+from yinqi.backup.verify import read_part
+from yinqi.bootstrap import App
+from yinqi.cli.init_cmd import run_init
+from yinqi.demo.approve import approve_pending
+from yinqi.errors import YinqiError
+from yinqi.store import make_engine
+from yinqi.store.intake import import_vouchers, own_accounts
+from yinqi.store.models import Base, Payment
+from yinqi.vouchers import ERP_CN, read_rows, validate_rows
+
+GBK = Path(__file__).resolve().parents[1] / "fixtures" / "vouchers" / "erp-payments-gbk.csv"
+MASTER = MASTER_SECRET.encode()
+RECEIPT_CONTEXT = "receipts/icbc/2024-05-06/R-0001.pdf"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def db_url(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from module_db_url(request, tmp_path_factory, "backup-db")
+
+
+@dataclass
+class Source:
+    app: App
+    home: Path
+    backups: Path
+    result: BackupResult
+    payees: list[str]
+    head: tuple[int, str]
+    totals: list[tuple[str, str, int, int]]
+    receipt: bytes
+    rows: dict[str, list[list[object]]]
+
+
+def _totals(engine) -> list[tuple[str, str, int, int]]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return [(s, c, int(n), int(t)) for s, c, n, t in conn.execute(text(
+            "SELECT state, currency, COUNT(*), SUM(amount_minor) FROM payments "
+            "GROUP BY state, currency ORDER BY state, currency"))]
+
+
+@pytest.fixture(scope="module")
+def source(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
+    """An initialised installation with imported, partly approved payments, an archived
+    receipt, and one full backup of it."""
+    root = tmp_path_factory.mktemp("backup-src")
+    home = root / "home"
+    app = App(load_settings(home=home, database_url=db_url, master_secret=MASTER_SECRET))
+    run_init(app)
+    data = GBK.read_bytes()
+    with app.sessions.begin() as session:
+        checked = validate_rows(read_rows(data, GBK.name), ERP_CN,
+                                own_accounts=own_accounts(session), source="erp")
+        import_vouchers(session, app.audit, source="erp", file_name=GBK.name, data=data,
+                        rows_result=checked, imported_by="wu.maker",
+                        risk_rules=app.config.risk_rules)
+    approve_pending(app, datetime.now(UTC))
+    receipt = app.files.seal(b"%PDF-1.7 receipt R-0001", RECEIPT_CONTEXT)
+    path = home / RECEIPT_CONTEXT
+    path.parent.mkdir(parents=True)
+    path.write_bytes(receipt)
+    with app.sessions() as session:
+        payees = sorted(session.execute(select(Payment.creditor_name)).scalars())
+        head = app.audit.head(session)
+        assert app.audit.verify(session).ok
+    assert payees and head[0] > 0
+    backups = root / "backups"
+    result = create_full_backup(app.engine, LocalTarget(backups), app.master_secret, home=home,
+                                config_dir=app.settings.config_dir)
+    yield Source(app, home, backups, result, payees, head, _totals(app.engine), receipt,
+                 _encoded_rows(app.engine))
+    app.close()
+
+
+def _fresh_sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'restored' / 'yinqi.db'}"
+
+
+def _encoded_rows(engine) -> dict[str, list[list[object]]]:  # type: ignore[no-untyped-def]
+    """Every row of every table, encoded as the backup encodes it: equal across backends
+    exactly when the values are equal (timestamps, booleans, JSON, bytes, integers)."""
+    out = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            spec = table_spec(table)
+            encode = row_encoder(table.name, [tuple(c) for c in spec["columns"]],
+                                 conn.dialect.name)
+            cols = ", ".join(f'"{c}"' for c, _ in spec["columns"])
+            order = ", ".join(f'"{c}"' for c in spec["primary_key"])
+            out[table.name] = [encode(r) for r in conn.execute(
+                text(f'SELECT {cols} FROM "{table.name}" ORDER BY {order}'))]
+    return out
+
+
+def _assert_restored(src: Source, url: str, home: Path) -> None:
+    restored = App(load_settings(home=home, database_url=url, master_secret=MASTER_SECRET))
+    try:
+        assert _encoded_rows(restored.engine) == src.rows
+        with restored.sessions() as session:
+            assert restored.audit.verify(session).ok
+            assert restored.audit.head(session) == src.head
+            # Ciphertext came back as it was: the same master secret opens the same payees.
+            assert sorted(session.execute(select(Payment.creditor_name)).scalars()) == \
+                src.payees
+        assert _totals(restored.engine) == src.totals
+        receipt = (home / RECEIPT_CONTEXT).read_bytes()
+        assert receipt == src.receipt
+        assert restored.files.open(receipt, RECEIPT_CONTEXT) == b"%PDF-1.7 receipt R-0001"
+    finally:
+        restored.close()
+
+
+# --- what a backup holds -------------------------------------------------------------------
+
+def test_backup_is_one_folder_with_an_authenticated_manifest(source: Source) -> None:
+    folder = source.backups / source.result.name
+    assert source.result.name.endswith("-full") and folder.is_dir()
+    assert LocalTarget(source.backups).names() == [source.result.name]
+    manifest = json.loads((folder / "manifest.json").read_bytes())["body"]
+    assert manifest["kind"] == "full" and manifest["backend"] in ("sqlite", "postgresql")
+    assert manifest["schema_revision"] and manifest["audit_head"]["hash"] == source.head[1]
+    assert [(t["state"], t["currency"], t["count"], t["amount_minor"])
+            for t in manifest["payment_totals"]] == source.totals
+    rows = {t["name"]: t["rows"] for t in manifest["tables"]}
+    assert rows["payments"] == len(source.payees) and rows["audit_events"] == source.head[0]
+    assert {a["area"]: a["files"] for a in manifest["files"]}["receipts"] == 1
+    # Dependency order: a table never comes before one it refers to.
+    order = [t["name"] for t in manifest["tables"]]
+    assert order.index("companies") < order.index("bank_accounts") < order.index("payments")
+
+
+def test_rows_are_raw_ciphertext_and_exact_integers(source: Source) -> None:
+    verified = verify_backup(source.backups / source.result.name, MASTER)
+    manifest = verified.manifest
+    table = next(t for t in manifest.tables if t["name"] == "payments")
+    columns = [c for c, _ in table["columns"]]
+    record = next(r for r in manifest.parts if r["name"] == table["parts"][0])
+    lines = read_part(LocalTarget(source.backups).open(source.result.name), manifest, record,
+                      MASTER).decode().splitlines()
+    rows = [dict(zip(columns, json.loads(line), strict=True)) for line in lines]
+    assert all(type(r["amount_minor"]) is int and type(r["urgent"]) is bool for r in rows)
+    assert all(r["created_at"].endswith("+00:00") for r in rows)
+    names = {r["creditor_name"] for r in rows}
+    assert not names & set(source.payees)            # never decrypted into the backup
+    assert all(n.startswith("1~") for n in names)    # the stored ciphertext, key ID 1
+    raw = b"".join(p.read_bytes() for p in (source.backups / source.result.name).rglob("*")
+                   if p.is_file() and p.name != "manifest.json")
+    assert source.payees[0].encode() not in raw and b"amount_minor" not in raw
+
+
+def test_the_snapshot_is_one_read_transaction(source: Source) -> None:
+    with read_snapshot(source.app.engine) as conn:
+        if conn.dialect.name == "postgresql":
+            assert conn.execute(text("SHOW transaction_isolation")).scalar() == "repeatable read"
+            assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+        else:
+            # BEGIN IMMEDIATE: the snapshot holds the write lock, so no writer slips in.
+            assert conn.connection.driver_connection.in_transaction  # type: ignore[union-attr]
+            other = make_engine(source.app.settings.resolved_database_url)
+            raw = other.raw_connection()
+            raw.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+            with pytest.raises(Exception, match="locked"):
+                raw.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            raw.close()
+            other.dispose()
+
+
+# --- restore -------------------------------------------------------------------------------
+
+def test_restore_into_fresh_sqlite_and_postgresql(source: Source, tmp_path: Path,
+                                                  pg_admin_dsn: str) -> None:
+    backup = source.backups / source.result.name
+    url = _fresh_sqlite(tmp_path)
+    report = restore_backup(backup, url, MASTER, tmp_path / "home-sqlite")
+    assert report.audit_head == {"seq": source.head[0], "hash": source.head[1]}
+    assert report.audit_events_verified == source.head[0] and report.files >= 1
+    _assert_restored(source, url, tmp_path / "home-sqlite")
+    with fresh_pg_database(pg_admin_dsn) as pg_url:
+        restore_backup(backup, pg_url, MASTER, tmp_path / "home-pg")
+        _assert_restored(source, pg_url, tmp_path / "home-pg")
+        # The sequences continue after the restored IDs: a new payment does not collide.
+        engine = make_engine(pg_url)
+        with engine.begin() as conn:
+            new_id = conn.execute(text("SELECT nextval(pg_get_serial_sequence('payments', "
+                                       "'id'))")).scalar_one()
+            assert new_id > conn.execute(text("SELECT MAX(id) FROM payments")).scalar_one()
+        engine.dispose()
+
+
+def test_many_small_parts_and_the_config_folder_round_trip(source: Source,
+                                                           tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "risk.toml").write_text("# 风控规则\n[rules]\n")
+    result = create_full_backup(source.app.engine, tmp_path / "backups", MASTER,
+                                home=source.home, config_dir=config, rows_per_part=7,
+                                file_part_bytes=1)
+    manifest = verify_backup(tmp_path / "backups" / result.name, MASTER).manifest
+    payments = next(t for t in manifest.tables if t["name"] == "payments")
+    assert len(payments["parts"]) == -(-len(source.payees) // 7)
+    keys = next(a for a in manifest.file_areas if a["area"] == "keys")
+    assert keys["files"] > 1 and len(keys["parts"]) == keys["files"]  # one file per part
+    url = _fresh_sqlite(tmp_path)
+    restore_backup(tmp_path / "backups" / result.name, url, MASTER, tmp_path / "home")
+    _assert_restored(source, url, tmp_path / "home")
+    assert (tmp_path / "home" / "config" / "risk.toml").read_bytes() == \
+        (config / "risk.toml").read_bytes()
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+def _copy(source: Source, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy" / source.result.name
+    shutil.copytree(source.backups / source.result.name, copy)
+    return copy
+
+
+def _refused(backup: Path, tmp_path: Path, master: bytes, *, names: str) -> BackupError:
+    url = _fresh_sqlite(tmp_path)
+    with pytest.raises(BackupError) as verify_error:
+        verify_backup(backup, master)
+    with pytest.raises(BackupError) as restore_error:
+        restore_backup(backup, url, master, tmp_path / "new-home")
+    assert isinstance(verify_error.value, YinqiError)
+    for error in (verify_error.value, restore_error.value):
+        assert names in str(error) and "\n" not in str(error)
+    # Nothing restored: no database tables, no files.
+    db_file = Path(url.removeprefix("sqlite:///"))
+    if db_file.exists():
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+        engine.dispose()
+    assert not (tmp_path / "new-home").exists()
+    return verify_error.value
+
+
+def _a_table_part(backup: Path) -> Path:
+    return sorted((backup / "db" / "payments").iterdir())[0]
+
+
+def test_one_flipped_byte_is_named_and_nothing_is_restored(source: Source,
+                                                           tmp_path: Path) -> None:
+    backup = _copy(source, tmp_path)
+    part = _a_table_part(backup)
+    blob = bytearray(part.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    part.write_bytes(bytes(blob))
+    error = _refused(backup, tmp_path, MASTER, names="db/payments/00001.jsonl")
+    assert "damaged" in str(error)
+
+
+def test_a_missing_part_is_named_and_nothing_is_restored(source: Source,
+                                                         tmp_path: Path) -> None:
+    backup = _copy(source, tmp_path)
+    (backup / "files" / "receipts" / "00001.tar").unlink()
+    error = _refused(backup, tmp_path, MASTER, names="files/receipts/00001.tar")
+    assert "missing" in str(error)
+
+
+def test_the_wrong_master_secret_is_refused(source: Source, tmp_path: Path) -> None:
+    error = _refused(source.backups / source.result.name, tmp_path, b"w" * 48,
+                     names="manifest.json")
+    assert "master secret" in str(error)
+
+
+def test_an_edited_manifest_is_refused(source: Source, tmp_path: Path) -> None:
+    backup = _copy(source, tmp_path)
+    document = json.loads((backup / "manifest.json").read_bytes())
+    document["body"]["payment_totals"][0]["amount_minor"] += 1
+    (backup / "manifest.json").write_text(json.dumps(document))
+    _refused(backup, tmp_path, MASTER, names="manifest.json")
+
+
+def test_a_part_swapped_between_backups_does_not_open(source: Source, tmp_path: Path) -> None:
+    """Same key, valid ciphertext, but from another backup: its sha256 is patched into the
+    manifest's place too, so only the associated data can catch it (and does)."""
+    second = create_full_backup(source.app.engine, tmp_path / "other", MASTER,
+                                home=source.home)
+    backup = _copy(source, tmp_path)
+    other = tmp_path / "other" / second.name / "db" / "payments" / "00001.jsonl"
+    shutil.copyfile(other, backup / "db" / "payments" / "00001.jsonl")
+    document = json.loads((backup / "manifest.json").read_bytes())
+    body = document["body"]
+    for record in body["parts"]:
+        if record["name"] == "db/payments/00001.jsonl":
+            record["sha256"] = hashlib.sha256(other.read_bytes()).hexdigest()
+            record["size"] = other.stat().st_size
+    (backup / "manifest.json").write_bytes(dump(body, MASTER))  # an insider holding the key
+    with pytest.raises(BackupError, match="db/payments/00001.jsonl does not decrypt"):
+        verify_backup(backup, MASTER)
+
+
+def test_restore_into_a_non_empty_database_is_refused(source: Source, tmp_path: Path) -> None:
+    url = _fresh_sqlite(tmp_path)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE something (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(BackupError, match="is not empty"):
+        restore_backup(source.backups / source.result.name, url, MASTER, tmp_path / "home")
+    assert not (tmp_path / "home").exists()
+
+
+# --- last: the source database is deleted ------------------------------------------------
+
+def test_restore_after_deleting_the_database(source: Source, tmp_path: Path) -> None:
+    """The source database is gone (SQLite: its files; PostgreSQL: every table dropped), and
+    the backup brings it back into the very same place."""
+    url = source.app.settings.resolved_database_url
+    if source.app.engine.dialect.name == "sqlite":
+        source.app.close()
+        db_file = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    else:
+        with source.app.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        source.app.close()
+    restore_backup(source.backups / source.result.name, url, MASTER, tmp_path / "home")
+    _assert_restored(source, url, tmp_path / "home")
