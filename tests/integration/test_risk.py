@@ -196,6 +196,7 @@ def assert_masked(app: App, *numbers: str) -> None:
 # --- a hold, released by a person who may ----------------------------------------------------
 
 
+@pytest.mark.security
 def test_a_large_payment_is_held_at_intake_and_only_a_treasurer_who_is_not_its_maker_releases_it(
         app: App) -> None:
     rules = quiet(app)
@@ -265,6 +266,7 @@ def test_a_held_payment_rejected_by_the_cfo_is_never_paid(app: App) -> None:
 # --- a frozen payment: no release, two people lift it ----------------------------------------
 
 
+@pytest.mark.security
 def test_a_blacklisted_payee_freezes_the_payment_and_only_two_people_lift_it(app: App) -> None:
     rules = quiet(app, blacklist={"accounts": (SHADY[1],)})
     clock = Clock()
@@ -315,6 +317,7 @@ def test_a_blacklisted_payee_freezes_the_payment_and_only_two_people_lift_it(app
 # --- a frozen account: intake, batching and sending refuse it --------------------------------
 
 
+@pytest.mark.security
 def test_a_frozen_account_pays_nothing_until_two_people_lift_the_freeze(app: App) -> None:
     rules = quiet(app)
     clock = Clock()
@@ -408,6 +411,7 @@ def test_a_rule_can_freeze_the_account_a_payment_comes_from(app: App) -> None:
 # --- a frozen batch ---------------------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_a_frozen_batch_is_never_claimed_until_two_people_lift_it(app: App) -> None:
     clock = Clock()
     [pid] = import_rows(app, [(CMB, PAYEE, "77.00")], rules=quiet(app)).payment_ids
