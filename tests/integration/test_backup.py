@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
+from backup_support import encoded_rows
 from conftest import BACKENDS, MASTER_SECRET, fresh_pg_database, module_db_url
 from config import load_settings
 from yinqi.backup import (
     BackupError,
     BackupResult,
     LocalTarget,
-    create_full_backup,
+    create_backup,
     restore_backup,
     verify_backup,
 )
@@ -96,10 +97,10 @@ def source(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[So
         assert app.audit.verify(session).ok
     assert payees and head[0] > 0
     backups = root / "backups"
-    result = create_full_backup(app.engine, LocalTarget(backups), app.master_secret, home=home,
-                                config_dir=app.settings.config_dir)
+    result = create_backup(app.engine, LocalTarget(backups), app.master_secret, kind="full",
+                           home=home, config_dir=app.settings.config_dir)
     yield Source(app, home, backups, result, payees, head, _totals(app.engine), receipt,
-                 _encoded_rows(app.engine))
+                 encoded_rows(app.engine))
     app.close()
 
 
@@ -107,26 +108,10 @@ def _fresh_sqlite(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'restored' / 'yinqi.db'}"
 
 
-def _encoded_rows(engine) -> dict[str, list[list[object]]]:  # type: ignore[no-untyped-def]
-    """Every row of every table, encoded as the backup encodes it: equal across backends
-    exactly when the values are equal (timestamps, booleans, JSON, bytes, integers)."""
-    out = {}
-    with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            spec = table_spec(table)
-            encode = row_encoder(table.name, [tuple(c) for c in spec["columns"]],
-                                 conn.dialect.name)
-            cols = ", ".join(f'"{c}"' for c, _ in spec["columns"])
-            order = ", ".join(f'"{c}"' for c in spec["primary_key"])
-            out[table.name] = [encode(r) for r in conn.execute(
-                text(f'SELECT {cols} FROM "{table.name}" ORDER BY {order}'))]
-    return out
-
-
 def _assert_restored(src: Source, url: str, home: Path) -> None:
     restored = App(load_settings(home=home, database_url=url, master_secret=MASTER_SECRET))
     try:
-        assert _encoded_rows(restored.engine) == src.rows
+        assert encoded_rows(restored.engine) == src.rows
         with restored.sessions() as session:
             assert restored.audit.verify(session).ok
             assert restored.audit.head(session) == src.head
@@ -223,9 +208,9 @@ def test_many_small_parts_and_the_config_folder_round_trip(source: Source,
     config = tmp_path / "config"
     config.mkdir()
     (config / "risk.toml").write_text("# 风控规则\n[rules]\n")
-    result = create_full_backup(source.app.engine, tmp_path / "backups", MASTER,
-                                home=source.home, config_dir=config, rows_per_part=7,
-                                file_part_bytes=1)
+    result = create_backup(source.app.engine, tmp_path / "backups", MASTER, kind="full",
+                           home=source.home, config_dir=config, rows_per_part=7,
+                           file_part_bytes=1)
     manifest = verify_backup(tmp_path / "backups" / result.name, MASTER).manifest
     payments = next(t for t in manifest.tables if t["name"] == "payments")
     assert len(payments["parts"]) == -(-len(source.payees) // 7)
@@ -306,8 +291,8 @@ def test_an_edited_manifest_is_refused(source: Source, tmp_path: Path) -> None:
 def test_a_part_swapped_between_backups_does_not_open(source: Source, tmp_path: Path) -> None:
     """Same key, valid ciphertext, but from another backup: its sha256 is patched into the
     manifest's place too, so only the associated data can catch it (and does)."""
-    second = create_full_backup(source.app.engine, tmp_path / "other", MASTER,
-                                home=source.home)
+    second = create_backup(source.app.engine, tmp_path / "other", MASTER, kind="full",
+                           home=source.home)
     backup = _copy(source, tmp_path)
     other = tmp_path / "other" / second.name / "db" / "payments" / "00001.jsonl"
     shutil.copyfile(other, backup / "db" / "payments" / "00001.jsonl")

@@ -1,4 +1,5 @@
-"""A full backup: every table in one consistent snapshot, plus the files Yinqi keeps.
+"""A backup: every table in one consistent snapshot, plus the files Yinqi keeps; whole (full)
+or only what changed since the chain's last backup (incremental).
 
 The database is read in ONE transaction: on SQLite the engine begins with ``BEGIN IMMEDIATE``,
 so writers wait and the reader sees one state; on PostgreSQL a ``REPEATABLE READ, READ ONLY``
@@ -17,17 +18,19 @@ import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Table, text
 
 from yinqi.backup import facts
+from yinqi.backup.chain import Chain, ChainState, chain_state, load_chain, resolve
 from yinqi.backup.codec import kind_of, row_encoder
 from yinqi.backup.errors import BackupError
+from yinqi.backup.index import DeltaBuilder, TableIndex, files_delta, key_of, row_digest
 from yinqi.backup.manifest import FORMAT_VERSION, dump
 from yinqi.backup.sealing import KEY_ID, part_key, seal_part, sha256_hex
 from yinqi.backup.target import MANIFEST, BackupSink, BackupTarget, LocalTarget
@@ -42,10 +45,20 @@ HOME_AREAS = ("archive", "receipts", "keys")
 @dataclass(frozen=True)
 class BackupResult:
     name: str
+    kind: str
     location: str
     parts: int
     stored_bytes: int
+    #: Rows per table in the database at the snapshot.
     rows: dict[str, int]
+    #: Rows per table this backup holds (all of them for a full, the changed for an
+    #: incremental), and the rows deleted since the previous backup.
+    written: dict[str, int]
+    deleted: dict[str, int]
+    files_written: int
+    previous: str | None = None
+    #: Why an ``auto`` backup is full although an incremental was asked for, if it is.
+    full_because: str | None = None
 
 
 def table_spec(table: Table) -> dict[str, Any]:
@@ -56,37 +69,74 @@ def table_spec(table: Table) -> dict[str, Any]:
     }
 
 
-def create_full_backup(
+BackupKind = Literal["full", "incremental", "auto"]
+
+
+def create_backup(
     engine: Engine,
     target: BackupTarget | Path,
     master: bytes,
     *,
+    kind: BackupKind,
     home: Path,
     config_dir: Path | None = None,
     now: datetime | None = None,
     rows_per_part: int = ROWS_PER_PART,
     file_part_bytes: int = FILE_PART_BYTES,
 ) -> BackupResult:
-    """Write ``<target>/<UTC timestamp>-full/``: sealed parts and an authenticated manifest."""
+    """Write a new backup folder into ``target``: sealed parts and an authenticated manifest.
+
+    ``incremental`` holds only what changed since the newest backup in the target (and fails
+    when there is no usable chain to build on); ``auto`` makes an incremental when it can and
+    a full backup otherwise, saying why.
+    """
     if isinstance(target, Path | str):
         target = LocalTarget(Path(target))
     created = (now or datetime.now(UTC)).astimezone(UTC)
-    name = f"{created.strftime('%Y%m%dT%H%M%S')}Z-full"
+    chain: Chain | None = None
+    full_because = None
+    if kind != "full":
+        try:
+            chain = load_chain(resolve(target, None, master), master)
+            _same_schema(engine, chain)
+        except BackupError as exc:
+            if kind == "incremental":
+                raise BackupError(f"cannot make an incremental backup: {exc}") from None
+            full_because = str(exc)
+    actual = "incremental" if chain is not None else "full"
+    stamp = created.strftime("%Y%m%dT%H%M%S")
+    name = f"{stamp}Z-{'incr' if chain is not None else 'full'}"
     existing = set(target.names())
     suffix = 2
     while name in existing:
-        name = f"{created.strftime('%Y%m%dT%H%M%S')}Z-full-{suffix}"
+        name = f"{stamp}Z-{'incr' if chain is not None else 'full'}-{suffix}"
         suffix += 1
     sink = target.create(name)
     try:
-        result = _write(engine, sink, master, name=name, created=created, home=home,
-                        config_dir=config_dir, rows_per_part=rows_per_part,
-                        file_part_bytes=file_part_bytes)
+        state = chain_state(chain, master) if chain is not None else None
+        result = _write(engine, sink, master, name=name, kind=actual, created=created,
+                        home=home, config_dir=config_dir, rows_per_part=rows_per_part,
+                        file_part_bytes=file_part_bytes, chain=chain, state=state)
         sink.commit()
     except BaseException:
         sink.abort()
         raise
-    return result
+    return replace(result, full_because=full_because)
+
+
+def _same_schema(engine: Engine, chain: Chain) -> None:
+    """An incremental applies row changes to its chain's tables: same revision, same
+    columns, else the chain ends here."""
+    head = chain.head.manifest
+    with engine.connect() as conn:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    specs = {t["name"]: (t["columns"], t["primary_key"]) for t in head.tables}
+    ours = {t.name: (table_spec(t)["columns"], table_spec(t)["primary_key"])
+            for t in Base.metadata.sorted_tables}
+    if revision != head.schema_revision or specs != ours:
+        raise BackupError(f"the database schema changed since backup {chain.head.source.name} "
+                          f"(revision {head.schema_revision} -> {revision}); a new chain "
+                          "starts with a full backup")
 
 
 class _Parts:
@@ -105,9 +155,10 @@ class _Parts:
         return part
 
 
-def _write(engine: Engine, sink: BackupSink, master: bytes, *, name: str, created: datetime,
-           home: Path, config_dir: Path | None, rows_per_part: int,
-           file_part_bytes: int) -> BackupResult:
+def _write(engine: Engine, sink: BackupSink, master: bytes, *, name: str, kind: str,
+           created: datetime, home: Path, config_dir: Path | None, rows_per_part: int,
+           file_part_bytes: int, chain: Chain | None, state: ChainState | None
+           ) -> BackupResult:
     backup_id = f"{name}/{uuid.uuid4().hex}"
     parts = _Parts(sink, master, backup_id)
     tables: list[dict[str, Any]] = []
@@ -117,20 +168,38 @@ def _write(engine: Engine, sink: BackupSink, master: bytes, *, name: str, create
             raise BackupError("the database has no Yinqi schema (never migrated): nothing to "
                               "back up; run `yinqi init` first")
         for table in Base.metadata.sorted_tables:
-            tables.append(_dump_table(conn, table, parts, rows_per_part))
+            previous = state.tables.get(table.name) if state is not None else None
+            if state is not None and previous is None:
+                raise BackupError(f"table {table.name} is not in the chain; take a full backup")
+            tables.append(_dump_table(conn, table, parts, rows_per_part, previous))
         totals = facts.payment_totals(conn)
         head = facts.audit_head(conn)
         backend = conn.dialect.name
-    # Files are read after the snapshot: files are only ever added, never rewritten, so every
+    # Files are read after the snapshot: receipts and bank files are only ever added, so every
     # file the snapshot refers to is already on disk (a newer one is harmless).
     areas = [(area, home / area) for area in HOME_AREAS]
     if config_dir is not None:
         areas.append(("config", config_dir))
-    files = [_pack_area(area, folder, parts, file_part_bytes) for area, folder in areas]
+    current = {area: _area_signatures(folder) for area, folder in areas}
+    delta = files_delta(state.files if state is not None else None, current)
+    files = [_pack_area(area, folder, sorted(delta[area]["files"]), parts, file_part_bytes)
+             for area, folder in areas]
+    for area in files:  # what was read (a file may have changed or gone since it was listed)
+        delta[area["area"]]["files"] = area.pop("read")
+    files_index = parts.add("index/files.json",
+                            json.dumps(delta, ensure_ascii=False, sort_keys=True).encode())
+    head_member = chain.head if chain is not None else None
     body: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "name": backup_id,
-        "kind": "full",
+        "kind": kind,
+        "chain": {
+            "base": chain.members[0].source.name if chain is not None else name,
+            "sequence": head_member.manifest.sequence + 1 if head_member is not None else 0,
+            "previous": None if head_member is None else {
+                "folder": head_member.source.name, "name": head_member.manifest.name,
+                "manifest_sha256": head_member.manifest.sha256},
+        },
         "created_at": created.isoformat(timespec="microseconds"),
         "backend": backend,
         "schema_revision": revision,
@@ -139,15 +208,20 @@ def _write(engine: Engine, sink: BackupSink, master: bytes, *, name: str, create
         "cipher": "AES-256-GCM",
         "tables": tables,
         "files": files,
+        "files_index": files_index,
         "parts": parts.records,
         "payment_totals": totals,
         "audit_head": head,
     }
     sink.write(MANIFEST, dump(body, master))
-    return BackupResult(name=name, location=sink.location,
+    return BackupResult(name=name, kind=kind, location=sink.location,
                         parts=len(parts.records),
                         stored_bytes=sum(p["size"] for p in parts.records),
-                        rows={t["name"]: t["rows"] for t in tables})
+                        rows={t["name"]: t["rows"] for t in tables},
+                        written={t["name"]: t["written"] for t in tables},
+                        deleted={t["name"]: t["deleted"] for t in tables},
+                        files_written=sum(a["files"] for a in files),
+                        previous=head_member.source.name if head_member else None)
 
 
 @contextmanager
@@ -167,41 +241,71 @@ def read_snapshot(engine: Engine) -> Iterator[Connection]:
         conn.close()
 
 
-def _dump_table(conn: Connection, table: Table, parts: _Parts, rows_per_part: int
-                ) -> dict[str, Any]:
+def _dump_table(conn: Connection, table: Table, parts: _Parts, rows_per_part: int,
+                previous: TableIndex | None) -> dict[str, Any]:
+    """The table's rows (all, or those not as the chain last saw them) in parts of at most
+    ``rows_per_part`` lines, and its index part."""
     spec = table_spec(table)
     columns = [(c, k) for c, k in spec["columns"]]
     encode = row_encoder(table.name, columns, conn.dialect.name)
+    names = [c for c, _ in columns]
+    pk_positions = [names.index(c) for c in spec["primary_key"]]
     q = facts.quote
     select = (f"SELECT {', '.join(q(conn, c) for c, _ in columns)} FROM {q(conn, table.name)}"
               f" ORDER BY {', '.join(q(conn, c) for c in spec['primary_key'])}")
     result = conn.execution_options(stream_results=True, yield_per=rows_per_part).execute(
         text(select))
-    names, rows = [], 0
+    builder = DeltaBuilder(previous)
+    part_names: list[str] = []
+    pending: list[bytes] = []
+
+    def flush() -> None:
+        part = f"db/{table.name}/{len(part_names) + 1:05d}.jsonl"
+        part_names.append(parts.add(part, b"\n".join(pending) + b"\n", table=table.name,
+                                    rows=len(pending)))
+        pending.clear()
+
     for chunk in result.partitions(rows_per_part):
-        lines = [json.dumps(encode(r), ensure_ascii=False, separators=(",", ":"))
-                 for r in chunk]
-        part = f"db/{table.name}/{len(names) + 1:05d}.jsonl"
-        names.append(parts.add(part, ("\n".join(lines) + "\n").encode(), table=table.name,
-                               rows=len(lines)))
-        rows += len(lines)
-    spec["rows"], spec["parts"] = rows, names
+        values = [encode(r) for r in chunk]
+        lines = [json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode()
+                 for v in values]
+        mask = builder.changed([key_of(v, pk_positions) for v in values],
+                               [row_digest(line) for line in lines])
+        pending.extend(line for line, keep in zip(lines, mask, strict=True) if keep)
+        while len(pending) >= rows_per_part:
+            rest = pending[rows_per_part:]
+            del pending[rows_per_part:]
+            flush()
+            pending.extend(rest)
+    if pending:
+        flush()
+    delta = builder.delta()
+    spec["rows"], spec["written"], spec["deleted"] = builder.rows, len(delta.keys), \
+        len(delta.deleted)
+    spec["parts"] = part_names
+    spec["index"] = parts.add(f"index/db/{table.name}.npz", delta.pack(), table=table.name)
     return spec
 
 
-def _area_files(folder: Path) -> Iterator[Path]:
+def _area_signatures(folder: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (size, mtime_ns) of every regular file (links are not Yinqi's data)."""
     if not folder.is_dir():
-        return
+        return {}
+    out = {}
     for path in sorted(folder.rglob("*")):
-        # Only regular files: a link could point anywhere, and is not Yinqi's data.
         if path.is_file() and not path.is_symlink():
-            yield path
+            stat = path.stat()
+            out[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return out
 
 
-def _pack_area(area: str, folder: Path, parts: _Parts, limit: int) -> dict[str, Any]:
-    """The folder's files, as they are on disk (receipts stay sealed), in tar parts."""
+def _pack_area(area: str, folder: Path, paths: list[str], parts: _Parts, limit: int
+               ) -> dict[str, Any]:
+    """The listed files as they are on disk (receipts stay sealed), in tar parts; ``read``
+    holds the signature of each file as it was read."""
     names: list[str] = []
-    count = total = 0
+    read: dict[str, list[int]] = {}
+    total = 0
     buffer: io.BytesIO | None = None
     tar: tarfile.TarFile | None = None
     in_part = files_in_part = 0
@@ -215,20 +319,24 @@ def _pack_area(area: str, folder: Path, parts: _Parts, limit: int) -> dict[str, 
         names.append(parts.add(part, buffer.getvalue(), area=area, files=files_in_part))
         buffer, tar, in_part, files_in_part = None, None, 0, 0
 
-    for path in _area_files(folder):
-        data = path.read_bytes()
+    for relative in paths:
+        path = folder / relative
+        try:
+            stat = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue  # removed since it was listed: the next backup records the removal
         if tar is not None and in_part + len(data) > limit:
             flush()
         if tar is None:
             buffer = io.BytesIO()
             tar = tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT)
-        info = tarfile.TarInfo(path.relative_to(folder).as_posix())
-        stat = path.stat()
+        info = tarfile.TarInfo(relative)
         info.size, info.mode, info.mtime = len(data), stat.st_mode & 0o777, int(stat.st_mtime)
         tar.addfile(info, io.BytesIO(data))
+        read[relative] = [len(data), stat.st_mtime_ns]
         in_part += len(data)
         files_in_part += 1
-        count += 1
         total += len(data)
     flush()
-    return {"area": area, "files": count, "bytes": total, "parts": names}
+    return {"area": area, "files": len(read), "bytes": total, "parts": names, "read": read}

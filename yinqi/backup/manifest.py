@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from yinqi.backup.errors import BackupError
@@ -18,14 +20,42 @@ class Manifest:
     """The authenticated manifest body (see ``create.py`` for its fields)."""
 
     body: dict[str, Any]
+    #: SHA-256 of the manifest file as stored: what the next incremental links to.
+    sha256: str = ""
 
     @property
     def name(self) -> str:
+        """The backup's identity (its folder name and a random suffix), bound into every
+        part's associated data."""
         return str(self.body["name"])
+
+    @property
+    def folder(self) -> str:
+        return self.name.split("/", 1)[0]
 
     @property
     def kind(self) -> str:
         return str(self.body["kind"])
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromisoformat(self.body["created_at"])
+
+    @property
+    def sequence(self) -> int:
+        """0 for a full backup, n for the n-th incremental of its chain."""
+        return int(self.body["chain"]["sequence"])
+
+    @property
+    def base(self) -> str:
+        """The folder name of the chain's full backup."""
+        return str(self.body["chain"]["base"])
+
+    @property
+    def previous(self) -> dict[str, str] | None:
+        """The backup this incremental follows: ``folder``, ``name``, ``manifest_sha256``."""
+        previous = self.body["chain"]["previous"]
+        return dict(previous) if previous is not None else None
 
     @property
     def key_id(self) -> int:
@@ -72,8 +102,9 @@ def load(source: BackupSource, master: bytes) -> Manifest:
     if not source.exists(MANIFEST):
         raise BackupError(f"{MANIFEST} is missing from backup {source.name}: not a Yinqi "
                           "backup, or one that never finished")
+    raw = source.read(MANIFEST)
     try:
-        document = json.loads(source.read(MANIFEST))
+        document = json.loads(raw)
         version, body, mac = document["yinqi_backup"], document["body"], document["hmac_sha256"]
         key_id = int(body["key_id"])
     except (ValueError, KeyError, TypeError):
@@ -86,4 +117,4 @@ def load(source: BackupSource, master: bytes) -> Manifest:
         raise BackupError(f"{MANIFEST} of backup {source.name} does not authenticate: the "
                           "master secret is not the one the backup was made with, or the "
                           "manifest was altered")
-    return Manifest(body)
+    return Manifest(body, hashlib.sha256(raw).hexdigest())

@@ -1,7 +1,10 @@
-"""Restoring a full backup into an empty database (SQLite or PostgreSQL, either way round).
+"""Restoring a backup chain into an empty database (SQLite or PostgreSQL, either way round).
 
-The backup is verified completely before anything is written: a damaged, incomplete or
-foreign backup restores nothing. Rows go in raw (plain SQL parameters, no model types), so
+The chain (the full backup and every incremental up to the one asked for) is verified
+completely before anything is written: a damaged, incomplete or foreign backup, or a chain
+with a backup missing, restores nothing. The full backup's rows go in first; each incremental
+then deletes the rows deleted since its predecessor (children first) and writes its new and
+changed rows (parents first), all in one transaction. Rows go in raw (plain SQL parameters, no model types), so
 ciphertext stays the ciphertext that was backed up and is never re-encrypted. Afterwards the
 restored database is checked against the manifest: row counts, money per payment state, and
 the audit chain, which must verify and end at the manifest's head hash.
@@ -21,11 +24,14 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from yinqi.backup import facts
+from yinqi.backup.chain import Chain
 from yinqi.backup.codec import row_decoder
 from yinqi.backup.errors import BackupError
+from yinqi.backup.index import TableDelta
 from yinqi.backup.manifest import Manifest
+from yinqi.backup.parts import read_part, records_of, tar_members
 from yinqi.backup.target import BackupSource, as_source
-from yinqi.backup.verify import read_part, tar_members, verify_backup
+from yinqi.backup.verify import Verified, verify_backup
 from yinqi.security.fields import FieldCrypto
 from yinqi.security.master import derive_key
 from yinqi.store.audit_log import AuditLog
@@ -40,6 +46,7 @@ class RestoreReport:
     backup: str
     database: str
     schema_revision: str | None
+    chain: list[str]
     rows: dict[str, int]
     files: int
     payment_totals: list[dict[str, Any]]
@@ -57,8 +64,7 @@ def restore_backup(
 ) -> RestoreReport:
     """Restore into the EMPTY database at ``database_url`` and the files into ``home``
     (configuration into ``config_dir``, by default ``home/config``); then prove it whole."""
-    source = as_source(backup)
-    verified = verify_backup(source, master)
+    verified = verify_backup(as_source(backup), master)
     manifest = verified.manifest
     shown = make_url(database_url).render_as_string(hide_password=True)
     destinations = {"config": config_dir or home / "config"}
@@ -74,9 +80,9 @@ def restore_backup(
         if manifest.schema_revision is not None:
             upgrade(engine, manifest.schema_revision)
         with engine.begin() as conn:
-            _insert_rows(conn, source, manifest, master)
-        files = _restore_files(source, manifest, master, home, destinations)
-        return _check(engine, manifest, master, shown, files)
+            _restore_rows(conn, verified.chain, master)
+        files = _restore_files(verified, master, home, destinations)
+        return _check(engine, manifest, master, shown, files, verified.chain.names)
     finally:
         engine.dispose()
 
@@ -89,38 +95,65 @@ def _refuse_non_empty(engine: Engine, shown: str) -> None:
                           f"{sorted(tables)[0]}): restore only into an empty database")
 
 
-def _insert_statement(conn: Connection, table: str, columns: list[tuple[str, str]]) -> Any:
+def _insert_statement(conn: Connection, table: dict[str, Any], *, upsert: bool) -> Any:
     q = facts.quote
+    columns = [(str(c), str(k)) for c, k in table["columns"]]
     postgres = conn.dialect.name == "postgresql"
     values = [f"CAST(:p{i} AS JSON)" if postgres and kind == "json" else f":p{i}"
               for i, (_, kind) in enumerate(columns)]
-    return text(f"INSERT INTO {q(conn, table)} ({', '.join(q(conn, c) for c, _ in columns)}) "
-                f"VALUES ({', '.join(values)})")
+    sql = (f"INSERT INTO {q(conn, table['name'])} "
+           f"({', '.join(q(conn, c) for c, _ in columns)}) VALUES ({', '.join(values)})")
+    if upsert:
+        pk = [str(c) for c in table["primary_key"]]
+        rest = [c for c, _ in columns if c not in pk]
+        sql += f" ON CONFLICT ({', '.join(q(conn, c) for c in pk)}) DO " + (
+            "UPDATE SET " + ", ".join(f"{q(conn, c)} = excluded.{q(conn, c)}" for c in rest)
+            if rest else "NOTHING")
+    return text(sql)
 
 
-def _insert_rows(conn: Connection, source: BackupSource, manifest: Manifest,
-                 master: bytes) -> None:
+def _restore_rows(conn: Connection, chain: Chain, master: bytes) -> None:
     if conn.dialect.name == "sqlite":
         # Checked at commit instead of per row: a table that refers to itself is safe in
         # any order, and a broken reference still aborts the whole restore.
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-    records = {str(r["name"]): r for r in manifest.parts}
-    for table in manifest.tables:  # dependency order, as written
-        columns = [(str(c), str(k)) for c, k in table["columns"]]
-        statement = _insert_statement(conn, table["name"], columns)
-        decode = row_decoder(conn.dialect.name, columns)
-        for name in table["parts"]:
-            data = read_part(source, manifest, records[name], master)
-            batch: list[dict[str, Any]] = []
-            for line in data.splitlines():
-                batch.append(decode(json.loads(line)))
-                if len(batch) >= _INSERT_BATCH:
+    for position, member in enumerate(chain.members):
+        manifest, source = member.manifest, member.source
+        records = records_of(manifest)
+        if position:
+            for table in reversed(manifest.tables):  # children before their parents
+                if int(table["deleted"]):
+                    delta = TableDelta.unpack(read_part(source, manifest,
+                                                        records[table["index"]], master),
+                                              table["index"])
+                    _delete(conn, table, delta.deleted.tolist())
+        for table in manifest.tables:  # parents before their children, as written
+            statement = _insert_statement(conn, table, upsert=position > 0)
+            decode = row_decoder(conn.dialect.name,
+                                 [(str(c), str(k)) for c, k in table["columns"]])
+            for name in table["parts"]:
+                data = read_part(source, manifest, records[name], master)
+                batch: list[dict[str, Any]] = []
+                for line in data.splitlines():
+                    batch.append(decode(json.loads(line)))
+                    if len(batch) >= _INSERT_BATCH:
+                        conn.execute(statement, batch)
+                        batch = []
+                if batch:
                     conn.execute(statement, batch)
-                    batch = []
-            if batch:
-                conn.execute(statement, batch)
     if conn.dialect.name == "postgresql":
-        _reset_sequences(conn, manifest)
+        _reset_sequences(conn, chain.head.manifest)
+
+
+def _delete(conn: Connection, table: dict[str, Any], keys: list[Any]) -> None:
+    q = facts.quote
+    pk = [str(c) for c in table["primary_key"]]
+    where = " AND ".join(f"{q(conn, c)} = :k{i}" for i, c in enumerate(pk))
+    statement = text(f"DELETE FROM {q(conn, table['name'])} WHERE {where}")
+    params = [{"k0": k} if isinstance(k, int) else
+              {f"k{i}": v for i, v in enumerate(json.loads(k))} for k in keys]
+    for start in range(0, len(params), _INSERT_BATCH):
+        conn.execute(statement, params[start:start + _INSERT_BATCH])
 
 
 def _reset_sequences(conn: Connection, manifest: Manifest) -> None:
@@ -139,31 +172,38 @@ def _reset_sequences(conn: Connection, manifest: Manifest) -> None:
             f"{facts.quote(conn, table['name'])}), 0) + 1, false)"), {"s": sequence})
 
 
-def _restore_files(source: BackupSource, manifest: Manifest, master: bytes, home: Path,
+def _restore_files(verified: Verified, master: bytes, home: Path,
                    destinations: dict[str, Path]) -> int:
-    records = {str(r["name"]): r for r in manifest.parts}
+    """Each file's newest version in the chain, read from the part that holds it."""
+    wanted: dict[tuple[int, str], dict[str, Path]] = {}
+    for area, paths in verified.files.items():
+        root = Path(destinations.get(area, home / area))
+        for path, (position, part) in paths.items():
+            wanted.setdefault((position, part), {})[path] = root / path
     count = 0
-    for area in manifest.file_areas:
-        root = Path(destinations.get(area["area"], home / area["area"]))
-        for name in area["parts"]:
-            data = read_part(source, manifest, records[name], master)
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-                for member in tar_members(name, data):
-                    extracted = tar.extractfile(member)
-                    assert extracted is not None  # tar_members admits regular files only
-                    path = root / member.name
-                    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                                 (member.mode & 0o777) or 0o600)
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(extracted.read())
-                    os.utime(path, (member.mtime, member.mtime))
-                    count += 1
+    for (position, part), paths in sorted(wanted.items()):
+        member = verified.chain.members[position]
+        data = read_part(member.source, member.manifest, records_of(member.manifest)[part],
+                         master)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for tar_member in tar_members(part, data):
+                path = paths.get(tar_member.name)
+                if path is None:
+                    continue  # a newer backup of the chain holds a newer version
+                extracted = tar.extractfile(tar_member)
+                assert extracted is not None  # tar_members admits regular files only
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             (tar_member.mode & 0o777) or 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(extracted.read())
+                os.utime(path, (tar_member.mtime, tar_member.mtime))
+                count += 1
     return count
 
 
 def _check(engine: Engine, manifest: Manifest, master: bytes, shown: str,
-           files: int) -> RestoreReport:
+           files: int, chain: list[str]) -> RestoreReport:
     problems: list[str] = []
     with engine.connect() as conn:
         rows = {t: facts.row_count(conn, t) for t in manifest.row_counts}
@@ -184,7 +224,7 @@ def _check(engine: Engine, manifest: Manifest, master: bytes, shown: str,
     if problems:
         raise BackupError(f"the database restored into {shown} does not match backup "
                           f"{manifest.name}: {'; '.join(problems)}")
-    return RestoreReport(backup=manifest.name, database=shown,
+    return RestoreReport(backup=manifest.folder, chain=chain, database=shown,
                          schema_revision=manifest.schema_revision, rows=rows, files=files,
                          payment_totals=totals, audit_head=head,
                          audit_events_verified=verdict.checked)

@@ -22,9 +22,14 @@ class BackupSource(Protocol):
     """One backup, read."""
 
     name: str
+    location: str
 
     def read(self, part: str) -> bytes: ...
     def exists(self, part: str) -> bool: ...
+    def sibling(self, name: str) -> BackupSource | None:
+        """Another finished backup in the same target (an incremental's predecessor), or
+        None when there is none of that name."""
+        ...
 
 
 class BackupSink(Protocol):
@@ -39,9 +44,14 @@ class BackupSink(Protocol):
 
 
 class BackupTarget(Protocol):
+    """Where backups live. ``names`` lists finished backups only (those with a manifest)."""
+
+    location: str
+
     def create(self, name: str) -> BackupSink: ...
     def open(self, name: str) -> BackupSource: ...
     def names(self) -> list[str]: ...
+    def delete(self, name: str) -> None: ...
 
 
 def _safe_part(part: str) -> PurePosixPath:
@@ -57,6 +67,7 @@ class LocalBackup:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.name = self.folder.name
+        self.location = str(self.folder)
 
     def read(self, part: str) -> bytes:
         try:
@@ -67,6 +78,10 @@ class LocalBackup:
 
     def exists(self, part: str) -> bool:
         return (self.folder / _safe_part(part)).is_file()
+
+    def sibling(self, name: str) -> BackupSource | None:
+        folder = self.folder.parent / _safe_part(name)
+        return LocalBackup(folder) if (folder / MANIFEST).is_file() else None
 
 
 class _LocalSink:
@@ -97,6 +112,7 @@ class LocalTarget:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.location = str(self.root)
 
     def create(self, name: str) -> BackupSink:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -116,6 +132,12 @@ class LocalTarget:
             return []
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+
+    def delete(self, name: str) -> None:
+        """Remove a backup: the manifest first, so a half-deleted backup is never listed."""
+        folder = self.root / _safe_part(name)
+        (folder / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_source(backup: Path | str | BackupSource) -> BackupSource:
