@@ -7,6 +7,7 @@ environment variable), the key and what is wrong.
 
 from config.accounts import AccountConfig, Company
 from config.alerts import AlertsConfig, EmailChannel, WebhookChannel
+from config.backup import BackupConfig, BackupSchedules
 from config.banks import BankConfig, Dialect
 from config.loader import YinqiConfig, load_config
 from config.policy import PAYMENT_CATEGORIES, ROLES, ApprovalPolicy, CategoryPolicy, Tier
@@ -28,6 +29,8 @@ __all__ = [
     "ROLES",
     "AccountConfig",
     "AlertsConfig",
+    "BackupConfig",
+    "BackupSchedules",
     "AmountRule",
     "ApprovalPolicy",
     "BankConfig",

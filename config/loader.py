@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from config._problems import Problem, file_error, problems_from
 from config.accounts import AccountConfig, AccountsFile, Company, account_problems
 from config.alerts import AlertsConfig, alerts_problems
+from config.backup import BackupConfig, backup_problems
 from config.banks import BankConfig, BanksFile
 from config.policy import ApprovalPolicy, policy_problems
 from config.reconciliation import Reconciliation, reconciliation_problems
@@ -31,6 +32,7 @@ FILES: dict[str, str] = {
     "risk_rules": "risk_rules.toml",
     "reconciliation": "reconciliation.toml",
     "alerts": "alerts.toml",
+    "backup": "backup.toml",
 }
 
 _TOML_POSITION = re.compile(r"(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)")
@@ -50,6 +52,7 @@ class YinqiConfig:
     risk_rules: RiskRules
     reconciliation: Reconciliation
     alerts: AlertsConfig
+    backup: BackupConfig
     sources: dict[str, Path]
 
     def account(self, number: str) -> AccountConfig:
@@ -84,6 +87,7 @@ def load_config(settings: Settings | None = None) -> YinqiConfig:
                              lambda file: reconciliation_problems(
                                  file, {a.number for a in accounts.accounts})),
         alerts=_load(sources["alerts"], AlertsConfig, alerts_problems),
+        backup=_load(sources["backup"], BackupConfig, backup_problems),
         sources=sources,
     )
 

@@ -318,11 +318,24 @@ def test_restore_into_a_non_empty_database_is_refused(source: Source, tmp_path: 
     assert not (tmp_path / "home").exists()
 
 
+def test_a_file_that_differs_from_the_backup_stops_the_restore(source: Source,
+                                                               tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / RECEIPT_CONTEXT).parent.mkdir(parents=True)
+    (home / RECEIPT_CONTEXT).write_bytes(b"someone else's receipt")
+    url = _fresh_sqlite(tmp_path)
+    with pytest.raises(BackupError, match="differs from the backup's copy"):
+        restore_backup(source.backups / source.result.name, url, MASTER, home)
+    assert (home / RECEIPT_CONTEXT).read_bytes() == b"someone else's receipt"
+    assert not Path(url.removeprefix("sqlite:///")).exists()
+
+
 # --- last: the source database is deleted ------------------------------------------------
 
-def test_restore_after_deleting_the_database(source: Source, tmp_path: Path) -> None:
-    """The source database is gone (SQLite: its files; PostgreSQL: every table dropped), and
-    the backup brings it back into the very same place."""
+def test_restore_after_deleting_the_database(source: Source) -> None:
+    """The source database is gone (SQLite: its files; PostgreSQL: every table dropped) but
+    its home is not: the backup brings the database back into the very same place, and the
+    files still on disk, identical to the backup's, are left as they are."""
     url = source.app.settings.resolved_database_url
     if source.app.engine.dialect.name == "sqlite":
         source.app.close()
@@ -334,5 +347,6 @@ def test_restore_after_deleting_the_database(source: Source, tmp_path: Path) -> 
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
         source.app.close()
-    restore_backup(source.backups / source.result.name, url, MASTER, tmp_path / "home")
-    _assert_restored(source, url, tmp_path / "home")
+    report = restore_backup(source.backups / source.result.name, url, MASTER, source.home)
+    assert report.files >= 1
+    _assert_restored(source, url, source.home)

@@ -11,7 +11,9 @@ from yinqi.backup.create import BackupKind, BackupResult, create_backup
 from yinqi.backup.errors import BackupError
 from yinqi.backup.manifest import Manifest
 from yinqi.backup.restore import RestoreReport, restore_backup
+from yinqi.backup.retention import RetentionPlan, plan_retention
 from yinqi.backup.target import BackupSink, BackupSource, BackupTarget, LocalBackup, LocalTarget
+from yinqi.backup.targets import open_target
 from yinqi.backup.verify import Verified, verify_backup
 
 __all__ = [
@@ -27,11 +29,14 @@ __all__ = [
     "LocalTarget",
     "Manifest",
     "RestoreReport",
+    "RetentionPlan",
     "Verified",
     "catalog",
     "create_backup",
     "latest",
     "load_chain",
+    "open_target",
+    "plan_retention",
     "resolve",
     "restore_backup",
     "verify_backup",

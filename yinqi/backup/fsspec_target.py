@@ -63,18 +63,24 @@ class FsspecBackup:
 
     def __init__(self, fs: fsspec.AbstractFileSystem, folder: str, name: str) -> None:
         self.fs, self.folder, self.name = fs, folder, name
+        self.location = fs.unstrip_protocol(folder)
 
     def read(self, part: str) -> bytes:
         path = f"{self.folder}/{_safe_part(part)}"
         try:
             return bytes(self.fs.cat_file(path))
         except (FileNotFoundError, IsADirectoryError):
-            raise BackupError(f"backup part {part} is missing from "
-                              f"{self.fs.unstrip_protocol(self.folder)}; the backup is "
-                              "incomplete, restore from another one") from None
+            raise BackupError(f"backup part {part} is missing from {self.location}; the "
+                              "backup is incomplete, restore from another one") from None
 
     def exists(self, part: str) -> bool:
         return bool(self.fs.isfile(f"{self.folder}/{_safe_part(part)}"))
+
+    def sibling(self, name: str) -> BackupSource | None:
+        folder = f"{self.folder.rsplit('/', 1)[0]}/{_plain_name(name)}"
+        self.fs.invalidate_cache(folder)
+        return FsspecBackup(self.fs, folder, name) \
+            if self.fs.isfile(f"{folder}/{MANIFEST}") else None
 
 
 class _FsspecSink:

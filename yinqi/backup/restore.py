@@ -16,6 +16,7 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,7 @@ def restore_backup(
     manifest = verified.manifest
     shown = make_url(database_url).render_as_string(hide_password=True)
     destinations = {"config": config_dir or home / "config"}
-    targets = [(Path(destinations.get(area, home / area)) / name)
-               for area, names in verified.files.items() for name in names]
-    clash = next((p for p in targets if p.exists()), None)
-    if clash is not None:
-        raise BackupError(f"{clash} already exists: restore files only into a new home "
-                          "(nothing was restored)")
+    present = _files_already_present(verified, master, home, destinations)
     engine = make_engine(database_url, fields=FieldCrypto(master))
     try:
         _refuse_non_empty(engine, shown)
@@ -81,7 +77,7 @@ def restore_backup(
             upgrade(engine, manifest.schema_revision)
         with engine.begin() as conn:
             _restore_rows(conn, verified.chain, master)
-        files = _restore_files(verified, master, home, destinations)
+        files = _restore_files(verified, master, home, destinations, present)
         return _check(engine, manifest, master, shown, files, verified.chain.names)
     finally:
         engine.dispose()
@@ -172,34 +168,66 @@ def _reset_sequences(conn: Connection, manifest: Manifest) -> None:
             f"{facts.quote(conn, table['name'])}), 0) + 1, false)"), {"s": sequence})
 
 
-def _restore_files(verified: Verified, master: bytes, home: Path,
-                   destinations: dict[str, Path]) -> int:
-    """Each file's newest version in the chain, read from the part that holds it."""
+def _wanted_files(verified: Verified, home: Path, destinations: dict[str, Path]
+                  ) -> dict[tuple[int, str], dict[str, Path]]:
+    """(chain member, part) -> the files to take from it: each file's newest version."""
     wanted: dict[tuple[int, str], dict[str, Path]] = {}
     for area, paths in verified.files.items():
         root = Path(destinations.get(area, home / area))
         for path, (position, part) in paths.items():
             wanted.setdefault((position, part), {})[path] = root / path
+    return wanted
+
+
+def _members(verified: Verified, master: bytes, position: int, part: str
+             ) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    member = verified.chain.members[position]
+    data = read_part(member.source, member.manifest, records_of(member.manifest)[part], master)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for tar_member in tar_members(part, data):
+            extracted = tar.extractfile(tar_member)
+            assert extracted is not None  # tar_members admits regular files only
+            yield tar_member, extracted.read()
+
+
+def _files_already_present(verified: Verified, master: bytes, home: Path,
+                           destinations: dict[str, Path]) -> set[Path]:
+    """Files already on disk exactly as backed up (the database was lost, the home was not)
+    are left as they are; one that differs stops the restore before anything is written."""
+    present: set[Path] = set()
+    for (position, part), paths in sorted(_wanted_files(verified, home, destinations).items()):
+        if not any(p.exists() for p in paths.values()):
+            continue
+        for tar_member, data in _members(verified, master, position, part):
+            path = paths.get(tar_member.name)
+            if path is None or not path.exists():
+                continue
+            if path.is_file() and not path.is_symlink() and path.read_bytes() == data:
+                present.add(path)
+                continue
+            raise BackupError(f"{path} already exists and differs from the backup's copy: "
+                              "restore into a new home, or move it away first (nothing was "
+                              "restored)")
+    return present
+
+
+def _restore_files(verified: Verified, master: bytes, home: Path,
+                   destinations: dict[str, Path], present: set[Path]) -> int:
+    """Each file's newest version in the chain, read from the part that holds it."""
     count = 0
-    for (position, part), paths in sorted(wanted.items()):
-        member = verified.chain.members[position]
-        data = read_part(member.source, member.manifest, records_of(member.manifest)[part],
-                         master)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for tar_member in tar_members(part, data):
-                path = paths.get(tar_member.name)
-                if path is None:
-                    continue  # a newer backup of the chain holds a newer version
-                extracted = tar.extractfile(tar_member)
-                assert extracted is not None  # tar_members admits regular files only
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             (tar_member.mode & 0o777) or 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(extracted.read())
-                os.utime(path, (tar_member.mtime, tar_member.mtime))
-                count += 1
-    return count
+    for (position, part), paths in sorted(_wanted_files(verified, home, destinations).items()):
+        for tar_member, data in _members(verified, master, position, part):
+            path = paths.get(tar_member.name)
+            if path is None or path in present:
+                continue  # a newer backup of the chain holds a newer version, or it is here
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         (tar_member.mode & 0o777) or 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.utime(path, (tar_member.mtime, tar_member.mtime))
+            count += 1
+    return count + len(present)
 
 
 def _check(engine: Engine, manifest: Manifest, master: bytes, shown: str,

@@ -13,9 +13,12 @@ Pure logic over small :class:`Entry` records (no target is read or changed here)
   backup keeps its whole chain: each ``previous`` back to its full backup.
 * **broken chains** — a backup whose chain cannot be followed back to a full backup (a
   ``previous`` that is not among the entries, an incremental without a ``previous``, or a chain
-  that loops) cannot be restored. It is kept only if the rules above choose it, and it is never
-  a reason to keep anything else. Every such backup is reported in ``broken`` with the reason,
-  so the operator hears about it.
+  that loops) cannot be restored. The rules above never choose it (a day's newest *restorable*
+  backup is that day's), it is never a reason to keep anything else, and it is never deleted
+  automatically either: every such backup is kept and reported in ``broken`` with the reason,
+  for a person to look at. Leave out of the entries any backup whose manifest cannot
+  be read or authenticated: it is then neither kept nor deleted here, and every incremental
+  built on it is reported broken.
 * everything else is deleted.
 
 "Newest" means the latest ``created_at``; equal times are ordered by name. ``keep`` lists the
@@ -51,19 +54,6 @@ class Entry:
             raise BackupError(f"backup {self.name} has a creation time without a time zone; "
                               "its manifest is damaged or was not made by Yinqi")
 
-    @classmethod
-    def from_manifest(cls, name: str, body: Mapping[str, Any]) -> Entry:
-        """The entry for backup folder ``name`` from its authenticated manifest body."""
-        try:
-            created = datetime.fromisoformat(str(body["created_at"]))
-            kind = str(body["kind"])
-        except (KeyError, ValueError):
-            raise BackupError(f"the manifest of backup {name} has no readable kind or creation "
-                              "time; it is damaged") from None
-        previous = body.get("previous")
-        return cls(name=name, kind=kind, created_at=created,
-                   previous=None if previous is None else str(previous))
-
 
 @dataclass(frozen=True)
 class RetentionPlan:
@@ -96,12 +86,16 @@ def plan_retention(entries: Iterable[Entry], *, keep_daily: int, keep_weekly: in
         return e.created_at, e.name
 
     newest_first = sorted(by_name.values(), key=order, reverse=True)
-    own: dict[str, list[str]] = {newest_first[0].name: ["newest"]}
+    broken = _broken_chains(by_name)
+    # Periods are filled with backups that can be restored; a broken one is never chosen
+    # over them, and never deleted either (below).
+    whole = [e for e in newest_first if e.name not in broken]
+    own: dict[str, list[str]] = {(whole or newest_first)[0].name: ["newest"]}
 
     def choose(label: Callable[[Entry], Hashable], count: int, prefix: str,
                fmt: Callable[[Any], str]) -> None:
         seen: list[Hashable] = []
-        for e in newest_first:  # the first backup met in each period is its newest
+        for e in whole:  # the first backup met in each period is its newest
             period = label(e)
             if period in seen:
                 continue
@@ -121,7 +115,6 @@ def plan_retention(entries: Iterable[Entry], *, keep_daily: int, keep_weekly: in
     choose(local_day, keep_daily, "daily", lambda d: d.isoformat())
     choose(iso_week, keep_weekly, "weekly", lambda w: f"{w[0]}-W{w[1]:02d}")
 
-    broken = _broken_chains(by_name)
     chain_of: dict[str, str] = {}
     for e in newest_first:
         if e.name not in own or e.name in broken:
@@ -132,12 +125,14 @@ def plan_retention(entries: Iterable[Entry], *, keep_daily: int, keep_weekly: in
             # Walking newest first: the first descendant to claim an ancestor is its newest.
             chain_of.setdefault(link.name, e.name)
 
-    kept = set(own) | set(chain_of)
+    kept = set(own) | set(chain_of) | set(broken)
     reasons = {}
     for name in kept:
         why = list(own.get(name, []))
         if name in chain_of:
             why.append(f"chain of {chain_of[name]}")
+        if name in broken:
+            why.append("broken chain, kept for a person to look at")
         reasons[name] = "; ".join(why)
     oldest_first = newest_first[::-1]
     return RetentionPlan(
@@ -189,7 +184,7 @@ def _broken_chains(by_name: Mapping[str, Entry]) -> dict[str, str]:
                 reason = f"{link.name} is not a full backup yet names no previous backup"
                 break
             if link.previous not in by_name:
-                reason = f"{link.name} follows {link.previous}, which is missing"
+                reason = f"{link.name} follows {link.previous}, which is missing or unreadable"
                 break
             link = by_name[link.previous]
         for entry in path:
