@@ -11,14 +11,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from flows.backup import backup, restore_drill
 from flows.payment import payment_run, receipts_flow, rerun_batch, status_sweep, voucher_intake
 from flows.reconciliation import daily_reconciliation
 
 
 def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0,
-                tags: tuple[str, ...] = ("yinqi",), reconciliation: Any = None) -> list[Any]:
+                tags: tuple[str, ...] = ("yinqi",), reconciliation: Any = None,
+                backups: Any = None) -> list[Any]:
     """Every deployment; ``reconciliation`` is the config's reconciliation section (its
-    schedules become one daily deployment per account group)."""
+    schedules become one daily deployment per account group), ``backups`` its backup
+    section (nightly incremental, weekly full, weekly restore drill)."""
     common = {"tags": list(tags)}
     found = [
         payment_run.to_deployment(
@@ -52,6 +55,7 @@ def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0
     found.append(daily_reconciliation.to_deployment(
         name="reconcile-range", description="Manual reconciliation of a day or a range "
                                             "(parameters day and last_day)", **common))
+    found.extend(_backup_deployments(backups, tags))
     if intake_folder is not None:
         found.append(voucher_intake.to_deployment(
             name="voucher-intake", interval=timedelta(minutes=1),
@@ -60,9 +64,32 @@ def deployments(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0
     return found
 
 
+def _backup_deployments(config: Any, tags: tuple[str, ...]) -> list[Any]:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from config import BackupConfig
+
+    config = config if config is not None else BackupConfig()
+    every = [
+        (backup, "backup-nightly", config.schedules.incremental, {"kind": "auto"},
+         "Nightly incremental backup (a full one when no usable chain exists), then "
+         "retention"),
+        (backup, "backup-weekly-full", config.schedules.full, {"kind": "full"},
+         "Weekly full backup: the start of a new chain"),
+        (restore_drill, "restore-drill", config.schedules.drill, {},
+         "Weekly restore of the newest backup chain into a scratch database, proven whole"),
+    ]
+    found = []
+    for flow_, name, cron, parameters, description in every:
+        schedules = [CronSchedule(cron=cron, timezone=config.timezone)] if cron else []
+        found.append(flow_.to_deployment(name=name, schedules=schedules, parameters=parameters,
+                                         description=description, tags=[*tags, "backup"]))
+    return found
+
+
 def serve(*, intake_folder: Path | None = None, sweep_minutes: float = 5.0,
-          reconciliation: Any = None) -> None:
+          reconciliation: Any = None, backups: Any = None) -> None:
     from prefect import serve as prefect_serve
 
     prefect_serve(*deployments(intake_folder=intake_folder, sweep_minutes=sweep_minutes,
-                               reconciliation=reconciliation))
+                               reconciliation=reconciliation, backups=backups))

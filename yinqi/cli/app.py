@@ -13,6 +13,7 @@ import typer
 from yinqi.bootstrap import App
 from yinqi.cli import alerts_cmd
 from yinqi.cli import approvals_cmd
+from yinqi.cli import backup_cmd
 from yinqi.cli import files_cmd
 from yinqi.cli import keys_cmd
 from yinqi.cli import risk_cmd
@@ -68,6 +69,7 @@ app.add_typer(alerts_cmd.app, name="alerts")
 app.add_typer(files_cmd.receipts_app, name="receipts")
 app.add_typer(files_cmd.archive_app, name="archive")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(backup_cmd.app, name="backup")
 app.command("login")(users_cmd.login)
 app.command("logout")(users_cmd.logout)
 app.command("whoami")(users_cmd.whoami)

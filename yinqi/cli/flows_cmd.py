@@ -17,9 +17,11 @@ def serve(
     sweep_minutes: float = typer.Option(5.0, "--sweep-minutes",
                                         help="Minutes between status sweeps."),
 ) -> None:
-    """Serve the payment run, status sweep, receipts and rerun deployments (Ctrl-C stops).
+    """Serve the payment run, status sweep, receipts, rerun, reconciliation and backup
+    deployments (Ctrl-C stops).
     Point PREFECT_API_URL at your Prefect server first."""
     from flows.deployments import serve as serve_all
 
     serve_all(intake_folder=intake_folder.resolve() if intake_folder else None,
-              sweep_minutes=sweep_minutes, reconciliation=ctx.obj.config.reconciliation)
+              sweep_minutes=sweep_minutes, reconciliation=ctx.obj.config.reconciliation,
+              backups=ctx.obj.config.backup)

@@ -77,6 +77,7 @@ RISK_DECIDERS = _roles(Role.TREASURER, Role.FINANCE_MANAGER, Role.CFO)
 RISK_READERS = RISK_DECIDERS | _roles(Role.AUDITOR, Role.ADMIN)
 ALERT_READERS = _roles(Role.TREASURER, Role.ADMIN, Role.AUDITOR)
 FILE_READERS = _roles(Role.AUDITOR, Role.TREASURER, Role.ADMIN)
+BACKUP_READERS = _roles(Role.ADMIN, Role.AUDITOR)
 
 _OPEN = Rule(anonymous=True)
 
@@ -151,6 +152,14 @@ RULES: dict[str, Rule] = {
     "alerts ack": _person(ALERT_READERS),
     "alerts deliver": _service(OPS),
     "alerts test": _person(OPS),
+    # Backups: routine runs by the service identity; a restore is a person's decision, except
+    # into an installation that has no users yet (its database was lost: nobody can log in).
+    "backup create": _service(ADMIN),
+    "backup list": _service(BACKUP_READERS),
+    "backup verify": _service(BACKUP_READERS),
+    "backup drill": _service(ADMIN),
+    "backup prune": _service(ADMIN),
+    "backup restore": Rule(roles=ADMIN, bootstrap=True),
     # Users and sessions.
     "users list": _person(ADMIN),
     "users add": _person(ADMIN),
