@@ -307,6 +307,28 @@ def test_a_part_swapped_between_backups_does_not_open(source: Source, tmp_path: 
         verify_backup(backup, MASTER)
 
 
+def test_a_restore_that_does_not_prove_out_is_taken_back(source: Source,
+                                                         tmp_path: Path) -> None:
+    """A backup whose parts are sound but whose promised audit head is not what its rows
+    give (an insider holding the key edited it): the rows go in, the proof fails, and the
+    database and files are taken away again, so the same place takes a good restore next."""
+    backup = _copy(source, tmp_path)
+    document = json.loads((backup / "manifest.json").read_bytes())
+    document["body"]["audit_head"]["hash"] = "0" * 64
+    (backup / "manifest.json").write_bytes(dump(document["body"], MASTER))
+    url, home = _fresh_sqlite(tmp_path), tmp_path / "home"
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
+    with pytest.raises(BackupError, match="removed again: audit head is"):
+        restore_backup(backup, url, MASTER, home)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == []
+    engine.dispose()
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+    restore_backup(source.backups / source.result.name, url, MASTER, home)
+    _assert_restored(source, url, home)
+
+
 def test_restore_into_a_non_empty_database_is_refused(source: Source, tmp_path: Path) -> None:
     url = _fresh_sqlite(tmp_path)
     engine = make_engine(url)

@@ -167,3 +167,15 @@ class FsspecTarget:
     def delete(self, name: str) -> None:
         """Remove a backup: the manifest first, so a half-deleted backup is never listed."""
         _remove(self.fs, self._folder(name))
+
+    def unfinished(self) -> list[str]:
+        """Folders of backups that never got their manifest (the writer died)."""
+        self.fs.invalidate_cache(self.root)
+        try:
+            listing = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        folders = [str(item["name"]).rstrip("/").rsplit("/", 1)[-1] for item in listing
+                   if item.get("type") == "directory"]
+        return sorted(name for name in folders if not name.startswith(".")
+                      and not self.fs.isfile(f"{self.root}/{name}/{MANIFEST}"))

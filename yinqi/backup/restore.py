@@ -17,6 +17,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,16 +72,34 @@ def restore_backup(
     destinations = {"config": config_dir or home / "config"}
     present = _files_already_present(verified, master, home, destinations)
     engine = make_engine(database_url, fields=FieldCrypto(master))
+    written: list[Path] = []
     try:
         _refuse_non_empty(engine, shown)
-        if manifest.schema_revision is not None:
-            upgrade(engine, manifest.schema_revision)
-        with engine.begin() as conn:
-            _restore_rows(conn, verified.chain, master)
-        files = _restore_files(verified, master, home, destinations, present)
-        return _check(engine, manifest, master, shown, files, verified.chain.names)
+        try:
+            if manifest.schema_revision is not None:
+                upgrade(engine, manifest.schema_revision)
+            with engine.begin() as conn:
+                _restore_rows(conn, verified.chain, master)
+            files = _restore_files(verified, master, home, destinations, present, written)
+            return _check(engine, manifest, master, shown, files, verified.chain.names)
+        except BaseException:
+            # Half a restore is worse than none: the database was empty and the files new,
+            # so taking them away again leaves things as they were, and a rerun can start.
+            _undo(engine, written)
+            raise
     finally:
         engine.dispose()
+
+
+def _undo(engine: Engine, written: list[Path]) -> None:
+    from yinqi.store.models import Base
+
+    for path in written:
+        path.unlink(missing_ok=True)
+    with suppress(Exception):  # the restore's own error is the one to report
+        Base.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
 def _refuse_non_empty(engine: Engine, shown: str) -> None:
@@ -212,7 +231,8 @@ def _files_already_present(verified: Verified, master: bytes, home: Path,
 
 
 def _restore_files(verified: Verified, master: bytes, home: Path,
-                   destinations: dict[str, Path], present: set[Path]) -> int:
+                   destinations: dict[str, Path], present: set[Path],
+                   written: list[Path]) -> int:
     """Each file's newest version in the chain, read from the part that holds it."""
     count = 0
     for (position, part), paths in sorted(_wanted_files(verified, home, destinations).items()):
@@ -223,6 +243,7 @@ def _restore_files(verified: Verified, master: bytes, home: Path,
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                          (tar_member.mode & 0o777) or 0o600)
+            written.append(path)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.utime(path, (tar_member.mtime, tar_member.mtime))
@@ -251,7 +272,7 @@ def _check(engine: Engine, manifest: Manifest, master: bytes, shown: str,
         problems.append(str(verdict))
     if problems:
         raise BackupError(f"the database restored into {shown} does not match backup "
-                          f"{manifest.name}: {'; '.join(problems)}")
+                          f"{manifest.folder}, so it was removed again: {'; '.join(problems)}")
     return RestoreReport(backup=manifest.folder, chain=chain, database=shown,
                          schema_revision=manifest.schema_revision, rows=rows, files=files,
                          payment_totals=totals, audit_head=head,

@@ -8,10 +8,11 @@ a broken chain or a stale newest backup is also an alert.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,10 +49,16 @@ def _audit(app: App, actor: str, action: str, details: dict[str, Any], now: date
 
 
 def _alert(app: App, kind: str, severity: str, subject: str, message: str,
-           details: dict[str, Any], now: datetime) -> None:
+           details: dict[str, Any], now: datetime, *, once: bool = False) -> None:
+    """``once``: not again while an alert of this kind and subject is unacknowledged (what
+    retention finds wrong is found again every night)."""
     from yinqi.store.models import Alert
 
     with app.sessions.begin() as session:
+        if once and session.execute(select(Alert.id).where(
+                Alert.kind == kind, Alert.subject == subject,
+                Alert.acknowledged_at.is_(None)).limit(1)).first() is not None:
+            return
         alert = Alert(kind=kind, severity=severity, subject=subject, message=message,
                       details=details, created_at=now)
         session.add(alert)
@@ -70,6 +77,25 @@ class Pruned:
     reasons: dict[str, str]
     broken: dict[str, str]
     unreadable: list[str]
+    #: What backups killed half way left behind, removed once a day old.
+    abandoned: list[str] = field(default_factory=list)
+
+
+#: An unfinished backup this old is no longer being written: its writer died.
+ABANDONED_AFTER = timedelta(days=1)
+_STAMP = re.compile(r"(\d{8}T\d{6})Z")
+
+
+def _abandoned(target: BackupTarget, now: datetime) -> list[str]:
+    out = []
+    for name in target.unfinished():
+        found = _STAMP.search(name)
+        if found is None:
+            continue  # not a folder Yinqi names: not Yinqi's to delete
+        started = datetime.strptime(found.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        if now - started > ABANDONED_AFTER:
+            out.append(name)
+    return out
 
 
 def take_backup(app: App, kind: BackupKind, *, actor: str, now: datetime | None = None,
@@ -97,28 +123,38 @@ def take_backup(app: App, kind: BackupKind, *, actor: str, now: datetime | None 
 def prune_backups(app: App, *, actor: str, now: datetime | None = None,
                   dry_run: bool = False) -> Pruned:
     """Delete what the retention rules do not keep (newest first, so a chain is never left
-    without its ancestors). Backups whose manifest does not authenticate are never deleted
-    here: they are reported, for a person to look at."""
+    without its ancestors) and what killed backups left behind. Backups that cannot be
+    restored (a broken chain, a manifest that does not authenticate) are never deleted here:
+    they are alerted, for a person to look at."""
     now = now or datetime.now(UTC)
     target = backup_target(app)
     entries = catalog(target, app.master_secret)
     readable = [e for e in entries if e.problem is None and e.created_at is not None]
     unreadable = [e.name for e in entries if e.problem is not None]
-    if not readable:
-        return Pruned([], [], {}, {}, unreadable)
+    abandoned = _abandoned(target, now)
     config = app.config.backup
     plan = retention.plan_retention(
         [retention.Entry(e.name, e.kind, e.created_at, e.previous)  # type: ignore[arg-type]
          for e in readable],
         keep_daily=config.keep_daily, keep_weekly=config.keep_weekly, tz=config.timezone)
-    if not dry_run:
-        for name in plan.delete:
-            target.delete(name)
-        if plan.delete:
-            _audit(app, actor, "backup.pruned",
-                   {"deleted": plan.delete, "kept": len(plan.keep),
-                    "keep_daily": config.keep_daily, "keep_weekly": config.keep_weekly}, now)
-    return Pruned(plan.keep, plan.delete, plan.reasons, dict(plan.broken_reasons), unreadable)
+    pruned = Pruned(plan.keep, plan.delete, plan.reasons, dict(plan.broken_reasons),
+                    unreadable, abandoned)
+    if dry_run:
+        return pruned
+    for name in [*plan.delete, *abandoned]:
+        target.delete(name)
+    if plan.delete or abandoned:
+        _audit(app, actor, "backup.pruned",
+               {"deleted": plan.delete, "kept": len(plan.keep), "abandoned": abandoned,
+                "keep_daily": config.keep_daily, "keep_weekly": config.keep_weekly}, now)
+    for name, why in plan.broken_reasons.items():
+        _alert(app, "backup.broken_chain", "warning", f"backup {name}",
+               f"backup {name} cannot be restored: {why}", {"backup": name}, now, once=True)
+    for name in unreadable:
+        _alert(app, "backup.unreadable", "critical", f"backup {name}",
+               f"the manifest of backup {name} does not authenticate: damaged, or made with "
+               "another master secret", {"backup": name}, now, once=True)
+    return pruned
 
 
 def list_backups(app: App) -> list[Entry]:

@@ -52,6 +52,9 @@ class BackupTarget(Protocol):
     def open(self, name: str) -> BackupSource: ...
     def names(self) -> list[str]: ...
     def delete(self, name: str) -> None: ...
+    def unfinished(self) -> list[str]:
+        """What backups that never finished left behind (``delete`` removes one)."""
+        ...
 
 
 def _safe_part(part: str) -> PurePosixPath:
@@ -132,6 +135,12 @@ class LocalTarget:
             return []
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+
+    def unfinished(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and p.name.startswith(".") and p.name.endswith(".partial"))
 
     def delete(self, name: str) -> None:
         """Remove a backup: the manifest first, so a half-deleted backup is never listed."""
