@@ -1,9 +1,9 @@
 """A backup: every table in one consistent snapshot, plus the files Yinqi keeps; whole (full)
 or only what changed since the chain's last backup (incremental).
 
-The database is read in ONE transaction: on SQLite the engine begins with ``BEGIN IMMEDIATE``,
-so writers wait and the reader sees one state; on PostgreSQL a ``REPEATABLE READ, READ ONLY``
-transaction sees one snapshot while writers carry on. Rows are read raw (plain SQL, no model
+The database is read in ONE transaction that sees one state while writers carry on: on
+PostgreSQL a ``REPEATABLE READ, READ ONLY`` transaction, on SQLite (always in WAL mode here) a
+deferred read transaction, whose snapshot is fixed by its first read. Rows are read raw (plain SQL, no model
 types): encrypted columns stay ciphertext, so a backup holds nothing the database did not.
 
 Parts are bounded (``rows_per_part`` rows, ``file_part_bytes`` bytes of files) so a table of
@@ -34,6 +34,7 @@ from yinqi.backup.index import DeltaBuilder, TableIndex, files_delta, key_of, ro
 from yinqi.backup.manifest import FORMAT_VERSION, dump
 from yinqi.backup.sealing import KEY_ID, part_key, seal_part, sha256_hex
 from yinqi.backup.target import MANIFEST, BackupSink, BackupTarget, LocalTarget
+from yinqi.store.engine import READ_SNAPSHOT
 from yinqi.store.models import Base
 
 ROWS_PER_PART = 50_000
@@ -226,14 +227,20 @@ def _write(engine: Engine, sink: BackupSink, master: bytes, *, name: str, kind: 
 
 @contextmanager
 def read_snapshot(engine: Engine) -> Iterator[Connection]:
-    """A connection inside one read transaction that sees one consistent database state."""
+    """A connection inside one read transaction that sees one consistent database state,
+    while writers carry on: PostgreSQL's REPEATABLE READ snapshot, SQLite's WAL snapshot
+    (fixed by the transaction's first read)."""
     conn = engine.connect()
     try:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ",
                                           postgresql_readonly=True)
-        tx = conn.begin()  # SQLite: the engine's "begin" hook issues BEGIN IMMEDIATE
+        else:
+            conn = conn.execution_options(**{READ_SNAPSHOT: True})
+        tx = conn.begin()
         try:
+            conn.execute(text("SELECT COUNT(*) FROM sqlite_master" if conn.dialect.name ==
+                              "sqlite" else "SELECT 1"))
             yield conn
         finally:
             tx.rollback()  # read only: nothing to commit

@@ -27,6 +27,10 @@ def make_engine(url: str, *, fields: FieldCrypto | None = None, echo: bool = Fal
     return engine
 
 
+#: Execution option of a connection that only reads, and must see one consistent state.
+READ_SNAPSHOT = "yinqi_read_snapshot"
+
+
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
@@ -48,7 +52,12 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         # Take the write lock up front: a deferred transaction that later upgrades to a write
         # can fail with "database is locked" instead of waiting, and claims must serialise.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only snapshot (a backup) asks for a deferred one: in WAL mode it sees one
+        # state of the database while writers carry on.
+        if conn.get_execution_options().get(READ_SNAPSHOT):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
