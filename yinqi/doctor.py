@@ -144,6 +144,50 @@ def check_audit(app: App) -> Iterator[Check]:
     yield Check("audit chain", Status.OK if verdict.ok else Status.FAIL, str(verdict))
 
 
+def check_backups(app: App, now: datetime) -> Iterator[Check]:
+    """The newest backup's age and the last restore drill's verdict (from the audit trail)."""
+    from sqlalchemy import select
+
+    from yinqi.backup.chain import catalog
+    from yinqi.backup.service import STALE_AFTER, backup_target
+    from yinqi.store.models import AuditEventRow
+
+    try:
+        target = backup_target(app)
+        entries = [e for e in catalog(target, app.master_secret) if e.created_at is not None]
+    except YinqiError as exc:
+        yield Check("backups", Status.FAIL, str(exc))
+        return
+    if not entries:
+        yield Check("backups", Status.WARN, f"no backup in {target.location} yet: run `yinqi "
+                    "backup create`, and serve the scheduled backups (`yinqi flows serve`)")
+    else:
+        newest = entries[-1]
+        assert newest.created_at is not None
+        hours = (now - newest.created_at).total_seconds() / 3600
+        detail = f"newest {newest.name} ({newest.kind}, {hours:.0f} h ago) in {target.location}"
+        stale = now - newest.created_at > STALE_AFTER
+        yield Check("backups", Status.WARN if stale else Status.OK,
+                    detail + (": is the nightly backup running?" if stale else ""))
+    try:
+        with app.sessions() as session:
+            last = session.execute(select(AuditEventRow).where(
+                AuditEventRow.action == "backup.drill").order_by(
+                AuditEventRow.seq.desc()).limit(1)).scalar_one_or_none()
+    except Exception:  # noqa: BLE001 - the database check already says what is wrong
+        return
+    if last is None:
+        yield Check("restore drill", Status.WARN, "never run: `yinqi backup drill` proves the "
+                    "newest backup restores")
+    elif not (last.details or {}).get("ok"):
+        problems = (last.details or {}).get("problems") or ["see the audit trail"]
+        yield Check("restore drill", Status.FAIL, f"the last drill ({last.occurred_at:%Y-%m-%d})"
+                    f" failed: {problems[0]}")
+    else:
+        yield Check("restore drill", Status.OK, f"passed on {last.occurred_at:%Y-%m-%d} "
+                    f"({(last.details or {}).get('backup')})")
+
+
 def check_prefect() -> Iterator[Check]:
     api = os.environ.get("PREFECT_API_URL")
     if not api:
@@ -206,6 +250,7 @@ def run_checks(app: App, *, now: datetime | None = None) -> list[Check]:
         lambda: check_master_secret(app),
         lambda: check_keys(app, now),
         lambda: check_audit(app),
+        lambda: check_backups(app, now),
         check_prefect,
         lambda: check_banks(app, now),
     ]

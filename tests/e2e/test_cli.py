@@ -141,5 +141,9 @@ def test_doctor_reports_each_check_and_names_the_unreachable_bank(
     assert status["bank cmb-sandbox"]["status"] == "fail"
     assert "not reachable" in status["bank cmb-sandbox"]["detail"]
     assert status["bank icbc-sandbox CA"]["status"] == "warn"
+    # A new installation has no backup and no drill yet: said, not failed.
+    assert status["backups"]["status"] == "warn" and "yinqi backup create" in \
+        status["backups"]["detail"]
+    assert status["restore drill"]["status"] == "warn"
     assert report["ok"] is False
     assert "bank cmb-sandbox" in table and "1 failed" in table
