@@ -34,6 +34,20 @@ ADVICE: dict[str, str] = {
     "audit.state_mismatch": "Payment states differ from the audit trail (edited in the "
                             "database?): stop payment runs, run `yinqi audit verify`, "
                             "investigate who changed the rows.",
+    "backup.broken_chain": "A backup cannot be restored because a backup it builds on is "
+                           "missing: find out who deleted it; the next backup starts a new "
+                           "chain by itself (`yinqi backup list`, docs/backup.md).",
+    "backup.chain_restarted": "An incremental backup was due but a full one was taken (the "
+                              "chain was broken or the schema changed): nothing to do unless "
+                              "it happens again.",
+    "backup.drill_failed": "The restore drill could not restore the newest backup: run `yinqi "
+                           "backup verify`, take a full backup now (`yinqi backup create "
+                           "--full`), and find out what damaged the backup.",
+    "backup.stale": "The newest backup is more than a day and a half old: check that the "
+                    "backup-nightly deployment is served and its runs succeed.",
+    "backup.unreadable": "A backup's manifest does not authenticate (damaged, or made with "
+                         "another master secret): it is kept; compare it with an off-site "
+                         "copy, then delete it by hand.",
     "bank.bad_answer": "A bank answer was malformed, unsigned or failed its signature check: "
                        "the payments stay UNKNOWN; check the bank's signing certificate and "
                        "ask the bank before doing anything else.",

@@ -85,7 +85,20 @@ def test_shipped_defaults_load_and_hang_together(tmp_path: Path) -> None:
         "risk_rules": DEFAULTS_DIR / "risk_rules.toml",
         "reconciliation": DEFAULTS_DIR / "reconciliation.toml",
         "alerts": DEFAULTS_DIR / "alerts.toml",
+        "backup": DEFAULTS_DIR / "backup.toml",
     }
+    assert (config.backup.keep_daily, config.backup.keep_weekly) == (7, 4)
+    assert config.backup.schedules.drill == "0 4 * * 0"
+
+
+def test_a_bad_backup_schedule_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "backup.toml").write_text('keep_daily = 0\n[schedules]\nfull = "every sunday"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(settings(tmp_path, config_dir=tmp_path))
+    assert "backup.toml" in str(error.value) and "keep_daily" in str(error.value)
+    (tmp_path / "backup.toml").write_text('[schedules]\nfull = "every sunday"\n')
+    with pytest.raises(ConfigError, match="schedules.full.*not a cron expression"):
+        load_config(settings(tmp_path, config_dir=tmp_path))
 
 
 def test_unknown_account_is_refused(tmp_path: Path) -> None:

@@ -100,10 +100,14 @@ def test_nobody_logged_in_is_refused_unless_the_command_needs_no_identity() -> N
         assert authorise(path, None).allowed, path
 
 
-def test_the_first_administrator_password_is_the_only_bootstrap() -> None:
-    assert authorise("users set-password", SERVICE, armed=False).allowed
-    assert not authorise("users set-password", SERVICE, armed=True).allowed
-    assert [p for p, r in RULES.items() if r.bootstrap] == ["users set-password"]
+def test_only_the_first_password_and_a_restore_after_loss_are_bootstrap() -> None:
+    """Nobody can log in to a new installation, nor to one whose database was lost: the
+    service identity may then set the first password, or restore the database."""
+    for path in ("users set-password", "backup restore"):
+        assert authorise(path, SERVICE, armed=False).allowed
+        assert not authorise(path, SERVICE, armed=True).allowed
+    assert sorted(p for p, r in RULES.items() if r.bootstrap) == ["backup restore",
+                                                                   "users set-password"]
     assert not authorise("users add", SERVICE, armed=False).allowed
 
 
