@@ -526,7 +526,7 @@ def test_a_statement_delivered_again_creates_nothing_and_a_changed_one_is_quaran
 
     # A file taken in twice: the second time it is recognised, whatever the file is called.
     day = date(2021, 3, 1)
-    sid = f"T-{uuid.uuid4().hex[:10].upper()}"
+    sid = f"T-S{uuid.uuid4().hex[:10].upper()}"  # never all digits: those would be masked
     entries = [Entry("-120.50", new_e2e(), "北京华信科技股份有限公司", "6829597379400215148"),
                Entry("300.00", None, "上海申通物流有限公司", None, "货款")]
     first_file = tmp_path / "statement.xml"

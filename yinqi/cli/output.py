@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+#: Columns of output that goes to a file or a pipe when COLUMNS does not say: operators keep
+#: listings in files and grep them, where a table row wrapped at 80 columns is a broken row.
+FILE_WIDTH = 500
+
+
+class _Console(Console):
+    """Rich fixes a console's width from COLUMNS once, when it is made (here: at import);
+    this one decides at each print: COLUMNS if set, else the terminal's width, else
+    :data:`FILE_WIDTH`."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured = super().size
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return ConsoleDimensions(int(columns), measured.height)
+        if self.is_terminal:
+            return measured
+        return ConsoleDimensions(FILE_WIDTH, measured.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 
 def fail_line(message: str) -> None:
