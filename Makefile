@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: venv demo test test-unit test-security chaos bench sandbox clean
+.PHONY: venv demo test test-unit test-security chaos bench sandbox up clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Yinqi needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -26,10 +26,11 @@ DEMO_HOME ?= var/demo
 demo: $(STAMP)
 	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi demo
 
-# Everything but chaos in one process, then the 50 chaos seeds on two workers (pytest-xdist:
-# each seed is its own installation, and a seed mostly waits on the bank and on the kills).
+# Everything but chaos on two workers (pytest-xdist; loadfile keeps a file's tests on one
+# worker, so a module's shared world is built once), then the 50 chaos seeds on two workers
+# (each seed is its own installation, and a seed mostly waits on the bank and on the kills).
 test: $(STAMP)
-	$(BIN)/python -m pytest --ignore=tests/chaos $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/chaos -n 2 --dist loadfile $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/chaos -q -n 2 $(PYTEST_ARGS)
 
 # Random bank faults and SIGKILLed workers for SEEDS seeds (`make test` runs 50); ends with
@@ -50,12 +51,18 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.pain001 --json
 	$(BIN)/python -m bench.pipeline --payments 10000 --json
 	$(BIN)/python -m bench.reconcile --lines 1000000 --json
+	$(BIN)/python -m bench.backup --payments 1000000 --json
 
 # The sandbox bank on https://127.0.0.1:8443 for manual tests (Ctrl-C stops it).
 sandbox: $(STAMP)
 	$(BIN)/yinqi init
 	$(BIN)/yinqi sandbox-bank connect
 	$(BIN)/yinqi sandbox-bank serve
+
+# Prefect server and UI on http://127.0.0.1:4200, the sandbox bank and every deployment
+# (initialises $YINQI_HOME, default var/, on first use); Ctrl-C stops everything.
+up: $(STAMP)
+	$(BIN)/yinqi up
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -266,6 +266,33 @@ def reopen_rejected(batch: str, requested_by: str, reason: str | None) -> dict[s
             "to_reapprove": result.to_reapprove, "untouched": result.untouched}
 
 
+@task(name="Close stale runs")
+@timed
+def close_stale_runs(batch: str | None = None) -> list[dict[str, Any]]:
+    """Record this run's worker, then mark Crashed the earlier runs (those of ``batch`` only,
+    when given) whose process is gone. Only what the Prefect UI shows changes: the batch
+    claims in the database decide who sends, so a failure here is logged and the run goes on."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    from yinqi.ops.stale_runs import close_stale_runs as close, record_worker
+
+    logger = get_run_logger()
+    try:
+        run_id = UUID(str(flow_run.id))
+        with get_client(sync_client=True) as client:
+            record_worker(client, run_id, pipeline_worker())
+            closed = close(client, app().sessions, current_run_id=run_id, batch=batch)
+    except Exception as exc:  # noqa: BLE001 - the UI's view of old runs never stops a payment
+        logger.warning("earlier runs not checked for a dead process: %s", exc)
+        return []
+    for run in closed:
+        logger.warning("run '%s' of %s marked Crashed: %s", run.name, run.flow, run.reason)
+    return [run.as_json() for run in closed]
+
+
 def new_progress() -> Any:
     return create_progress_artifact(0.0, key="payment-run-progress",
                                     description="Share of this run's payments with the "

@@ -111,6 +111,7 @@ def payment_run(
     out: dict[str, Any] = {}
     # Alerts raised on the way go out at the end of this run, also when a stage failed.
     with alert_tasks.delivering(out):
+        t.close_stale_runs()
         if voucher_file:
             out["intake"] = t.import_vouchers(voucher_file, mapping, source, imported_by)
         paused = time.perf_counter()
@@ -137,6 +138,7 @@ def status_sweep(max_follow_seconds: float = 240.0, poll_seconds: float = 2.0,
     escalates approvals that have waited too long."""
     out: dict[str, Any] = {}
     with alert_tasks.delivering(out):
+        t.close_stale_runs()
         out["escalated"] = t.escalate_overdue()
         out.update(_to_the_bank(max_follow_seconds, poll_seconds, collect_receipts,
                                 lease_seconds))
@@ -182,6 +184,7 @@ def rerun_batch(batch: str, requested_by: str, code: str, reason: str | None = N
     first with `yinqi payments fix`); changed ones wait for approval again. Asked for by a
     treasurer (``requested_by``) with their current one-time code (``code``)."""
     requested_by = _who_asked("Rerun batch", requested_by, code, RERUN_ROLES)
+    t.close_stale_runs(batch)
     reopened = t.reopen_rejected(batch, requested_by, reason)
     out: dict[str, Any] = {"reopened": reopened}
     if reopened["to_reapprove"] and wait_for_approval:

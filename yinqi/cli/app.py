@@ -17,6 +17,7 @@ from yinqi.cli import backup_cmd
 from yinqi.cli import files_cmd
 from yinqi.cli import keys_cmd
 from yinqi.cli import risk_cmd
+from yinqi.cli import up_cmd
 from yinqi.cli import access, users_cmd
 from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, statements_cmd
 from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, reconcile_cmd, vouchers_cmd
@@ -64,6 +65,9 @@ app.add_typer(payments_cmd.payments_app, name="payments")
 app.add_typer(payments_cmd.batches_app, name="batches")
 app.command("demo")(demo_cmd.demo)
 app.add_typer(flows_cmd.app, name="flows")
+app.command("up")(up_cmd.up)
+app.command("down")(up_cmd.down)
+app.command("status")(up_cmd.status)
 app.add_typer(reconcile_cmd.app, name="reconcile")
 app.add_typer(alerts_cmd.app, name="alerts")
 app.add_typer(files_cmd.receipts_app, name="receipts")

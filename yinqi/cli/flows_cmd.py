@@ -1,4 +1,5 @@
-"""``yinqi flows serve``: the payment deployments, served to the Prefect server."""
+"""``yinqi flows serve``: the payment deployments, served to the Prefect server;
+``yinqi flows automations install``: the server's automation for runs whose process died."""
 
 from __future__ import annotations
 
@@ -20,8 +21,65 @@ def serve(
     """Serve the payment run, status sweep, receipts, rerun, reconciliation and backup
     deployments (Ctrl-C stops).
     Point PREFECT_API_URL at your Prefect server first."""
-    from flows.deployments import serve as serve_all
+    import os
 
+    from flows.deployments import serve as serve_all
+    from yinqi.ops.automations import heartbeat_env
+
+    # The runs this process starts inherit its environment: they heartbeat at the pace the
+    # zombie-run automation expects, unless the operator set another.
+    for name, value in heartbeat_env().items():
+        os.environ.setdefault(name, value)
     serve_all(intake_folder=intake_folder.resolve() if intake_folder else None,
               sweep_minutes=sweep_minutes, reconciliation=ctx.obj.config.reconciliation,
               backups=ctx.obj.config.backup)
+
+
+automations_app = typer.Typer(help="Prefect automations that keep the UI truthful.",
+                              no_args_is_help=True)
+app.add_typer(automations_app, name="automations")
+
+
+@automations_app.command("install")
+def install_automations(
+    expect_seconds: int | None = typer.Option(
+        None, "--expect-seconds", show_default=False,
+        help="Mark a run Crashed after this many seconds without a heartbeat (default 540: "
+             "safe with Prefect's default 180 s heartbeat; 90 when every process runs with "
+             "--heartbeat-seconds 30, as `yinqi flows serve` does)."),
+    heartbeat_seconds: int = typer.Option(
+        30, "--heartbeat-seconds",
+        help="The heartbeat your flow processes run with: the window is checked against it, "
+             "and the environment they need is printed."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Install (or bring up to date) the automation of the Prefect server at PREFECT_API_URL
+    that marks a run Crashed when its process stops heartbeating. Running it again changes
+    nothing."""
+    import os
+
+    from prefect.client.orchestration import get_client
+
+    from yinqi.cli.output import console, print_json
+    from yinqi.errors import ConfigError
+    from yinqi.ops.automations import EXPECT_SECONDS, NAME, Window, heartbeat_env, install
+
+    if not os.environ.get("PREFECT_API_URL", "").strip():
+        raise ConfigError("PREFECT_API_URL is not set: point it at the Prefect server to "
+                          "install the automation on (e.g. http://127.0.0.1:4200/api)")
+    window = Window(heartbeat_seconds, expect_seconds or EXPECT_SECONDS)
+    with get_client(sync_client=True) as client:
+        done = install(client, window)
+        where = client.api_url
+    env = heartbeat_env(window)
+    if json_out:
+        print_json({"name": NAME, "automation_id": str(done.automation_id),
+                    "action": done.action, "removed": [str(i) for i in done.removed],
+                    "expect_seconds": window.expect_seconds,
+                    "heartbeat_seconds": window.heartbeat_seconds, "worker_env": env,
+                    "api_url": str(where)})
+        return
+    console.print(f"Automation '{NAME}' {done.action} on {where} ({done.automation_id}): a "
+                  f"run silent for {window.expect_seconds} s is marked Crashed.", markup=False)
+    console.print("Workers and serve processes need: "
+                  + " ".join(f"{k}={v}" for k, v in env.items()), markup=False)

@@ -101,6 +101,12 @@ RULES: dict[str, Rule] = {
     "init": _service(ADMIN),
     "doctor": _service(OPS | _roles(Role.AUDITOR)),
     "flows serve": _service(OPS),
+    # `yinqi up` runs the Prefect server, the sandbox bank and every deployment.
+    "up": _service(ADMIN),
+    "down": _service(ADMIN),
+    "status": _service(READERS),
+    # Changes the shared Prefect server's automations, not Yinqi's data.
+    "flows automations install": _service(ADMIN),
     "sandbox-bank serve": _service(OPS),
     "sandbox-bank connect": _service(OPS),
     "bank test": _service(OPS),
