@@ -111,9 +111,6 @@ STATEMENT_CHECKS = ("required_fields", "statement_currency", "period", "balance"
 
 #: Ladder of a batched payment; a batch's payments all stand on its rung (or FAILED).
 BATCHED, SIGNED, SUBMITTING, ACCEPTED, SETTLED, RECEIPTED, RECONCILED = range(3, 10)
-LADDER = {BATCHED: "BATCHED", SIGNED: "SIGNED", SUBMITTING: "SUBMITTING",
-          ACCEPTED: "ACCEPTED", SETTLED: "SETTLED", RECEIPTED: "RECEIPTED",
-          RECONCILED: "RECONCILED"}
 BATCH_STATE = {BATCHED: "BUILT", SIGNED: "SIGNED", SUBMITTING: "SUBMITTING",
                ACCEPTED: "ACCEPTED"}
 #: The last day's batches: how far each got (the share of batches on each rung).
