@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -25,3 +26,17 @@ def encoded_rows(engine: Any) -> dict[str, list[list[object]]]:
             out[table.name] = [encode(r) for r in conn.execute(
                 text(f'SELECT {cols} FROM "{table.name}" ORDER BY {order}'))]
     return out
+
+
+def assert_nothing_restored(url: str, home: Path) -> None:
+    """A refused restore left no tables in the (SQLite) database and no home."""
+    from sqlalchemy import inspect
+
+    from yinqi.store import make_engine
+
+    if Path(url.removeprefix("sqlite:///")).exists():
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == []
+        engine.dispose()
+    assert not home.exists()

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select, text
 
+from backup_support import assert_nothing_restored
 from cli_support import app_of, give_password, yinqi
 from conftest import BACKENDS, MASTER_SECRET, module_db_url
 from yinqi.demo.vouchers import generate
@@ -77,16 +78,6 @@ def _one_line_error(proc: Any, *needles: str) -> str:
     return lines[0]
 
 
-def _nothing_restored(url: str, home: Path) -> None:
-    db_file = Path(url.removeprefix("sqlite:///"))
-    if db_file.exists():
-        engine = make_engine(url)
-        with engine.connect() as conn:
-            assert inspect(conn).get_table_names() == []
-        engine.dispose()
-    assert not home.exists()
-
-
 def test_create_makes_a_full_then_an_incremental_of_only_the_new_work(
         installation: dict[str, Any]) -> None:
     full, incremental = installation["full"], installation["incremental"]
@@ -115,7 +106,7 @@ def test_a_flipped_byte_restores_nothing(installation: dict[str, Any], tmp_path:
     _one_line_error(yinqi("backup", "restore", "--target", str(copy), "--database", url,
                           "--home", str(tmp_path / "h"), env=env, check=None),
                     "db/payments/00001.jsonl", "damaged")
-    _nothing_restored(url, tmp_path / "h")
+    assert_nothing_restored(url, tmp_path / "h")
 
 
 def test_a_deleted_incremental_restores_nothing(installation: dict[str, Any],
@@ -137,7 +128,7 @@ def test_a_deleted_incremental_restores_nothing(installation: dict[str, Any],
     _one_line_error(yinqi("backup", "restore", third.name, "--target", str(copy), "--database",
                           url, "--home", str(tmp_path / "h"), env=env, check=None),
                     installation["incremental"]["name"], "is missing")
-    _nothing_restored(url, tmp_path / "h")
+    assert_nothing_restored(url, tmp_path / "h")
 
 
 def test_the_wrong_master_secret_restores_nothing(installation: dict[str, Any],
@@ -148,7 +139,7 @@ def test_the_wrong_master_secret_restores_nothing(installation: dict[str, Any],
                           "--database", url, "--home", str(tmp_path / "h"), env=env,
                           check=None),
                     "manifest.json", "master secret")
-    _nothing_restored(url, tmp_path / "h")
+    assert_nothing_restored(url, tmp_path / "h")
 
 
 def test_the_drill_proves_the_newest_chain_and_fails_loudly_when_damaged(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
-from backup_support import encoded_rows
+from backup_support import assert_nothing_restored, encoded_rows
 from conftest import BACKENDS, MASTER_SECRET, fresh_pg_database, module_db_url
 from config import load_settings
 from yinqi.backup import (
@@ -27,8 +27,7 @@ from yinqi.backup import (
     restore_backup,
     verify_backup,
 )
-from yinqi.backup.codec import row_encoder
-from yinqi.backup.create import read_snapshot, table_spec
+from yinqi.backup.create import read_snapshot
 from yinqi.backup.manifest import dump
 from yinqi.backup.verify import read_part
 from yinqi.bootstrap import App
@@ -37,7 +36,7 @@ from yinqi.demo.approve import approve_pending
 from yinqi.errors import YinqiError
 from yinqi.store import make_engine
 from yinqi.store.intake import import_vouchers, own_accounts
-from yinqi.store.models import Base, Payment
+from yinqi.store.models import Payment
 from yinqi.vouchers import ERP_CN, read_rows, validate_rows
 
 GBK = Path(__file__).resolve().parents[1] / "fixtures" / "vouchers" / "erp-payments-gbk.csv"
@@ -223,14 +222,7 @@ def _refused(backup: Path, tmp_path: Path, master: bytes, *, names: str) -> Back
     assert isinstance(verify_error.value, YinqiError)
     for error in (verify_error.value, restore_error.value):
         assert names in str(error) and "\n" not in str(error)
-    # Nothing restored: no database tables, no files.
-    db_file = Path(url.removeprefix("sqlite:///"))
-    if db_file.exists():
-        engine = make_engine(url)
-        with engine.connect() as conn:
-            assert inspect(conn).get_table_names() == []
-        engine.dispose()
-    assert not (tmp_path / "new-home").exists()
+    assert_nothing_restored(url, tmp_path / "new-home")
     return verify_error.value
 
 

@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 
-from backup_support import encoded_rows
+from backup_support import assert_nothing_restored, encoded_rows
 from conftest import BACKENDS, MASTER_SECRET, fresh_pg_database, module_db_url
 from config import load_settings
 from yinqi.backup import (
@@ -33,7 +33,6 @@ from yinqi.bootstrap import App
 from yinqi.cli.init_cmd import run_init
 from yinqi.demo.approve import approve_pending
 from yinqi.demo.vouchers import generate
-from yinqi.store import make_engine
 from yinqi.store.intake import import_vouchers, own_accounts
 from yinqi.store.models import User
 from yinqi.vouchers import ERP_CN, read_rows, validate_rows
@@ -212,13 +211,7 @@ def _refused(backup: Path, tmp_path: Path, master: bytes, *, names: str) -> str:
         restore_backup(backup, url, master, tmp_path / "new-home")
     for error in (verify_error.value, restore_error.value):
         assert names in str(error) and "\n" not in str(error)
-    db_file = tmp_path / "restored.db"
-    if db_file.exists():
-        engine = make_engine(url)
-        with engine.connect() as conn:
-            assert inspect(conn).get_table_names() == []
-        engine.dispose()
-    assert not (tmp_path / "new-home").exists()
+    assert_nothing_restored(url, tmp_path / "new-home")
     return str(verify_error.value)
 
 

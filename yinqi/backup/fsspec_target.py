@@ -153,7 +153,8 @@ class FsspecTarget:
             raise BackupError(f"no backup named {name} in {self.location}")
         return FsspecBackup(self.fs, folder, name)
 
-    def names(self) -> list[str]:
+    def _folders(self) -> list[tuple[str, bool]]:
+        """Each plain backup folder and whether it holds a manifest (is finished)."""
         self.fs.invalidate_cache(self.root)
         try:
             listing = self.fs.ls(self.root, detail=True)
@@ -161,8 +162,11 @@ class FsspecTarget:
             return []
         folders = [str(item["name"]).rstrip("/").rsplit("/", 1)[-1] for item in listing
                    if item.get("type") == "directory"]
-        return sorted(name for name in folders if not name.startswith(".")
-                      and self.fs.isfile(f"{self.root}/{name}/{MANIFEST}"))
+        return sorted((name, self.fs.isfile(f"{self.root}/{name}/{MANIFEST}"))
+                      for name in folders if not name.startswith("."))
+
+    def names(self) -> list[str]:
+        return [name for name, finished in self._folders() if finished]
 
     def delete(self, name: str) -> None:
         """Remove a backup: the manifest first, so a half-deleted backup is never listed."""
@@ -170,12 +174,4 @@ class FsspecTarget:
 
     def unfinished(self) -> list[str]:
         """Folders of backups that never got their manifest (the writer died)."""
-        self.fs.invalidate_cache(self.root)
-        try:
-            listing = self.fs.ls(self.root, detail=True)
-        except FileNotFoundError:
-            return []
-        folders = [str(item["name"]).rstrip("/").rsplit("/", 1)[-1] for item in listing
-                   if item.get("type") == "directory"]
-        return sorted(name for name in folders if not name.startswith(".")
-                      and not self.fs.isfile(f"{self.root}/{name}/{MANIFEST}"))
+        return [name for name, finished in self._folders() if not finished]
