@@ -122,6 +122,17 @@ def sessions(engine):  # type: ignore[no-untyped-def]
 MASTER_SECRET = "test-master-secret-" + "x" * 32
 
 
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test Prefect server for one module (about 20 s to start), its state in a temporary
+    PREFECT_HOME."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
 @pytest.fixture
 def app(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """An initialised Yinqi (config, schema, company, users, keys) on the backend under test."""

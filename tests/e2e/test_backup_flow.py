@@ -6,7 +6,6 @@ the old one; the restore drill leaves a "passed" artifact, and on a damaged chai
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,6 @@ from yinqi.store.models import Alert, AuditEventRow
 from yinqi.vouchers import ERP_CN, read_rows, validate_rows
 
 GBK = Path(__file__).resolve().parents[1] / "fixtures" / "vouchers" / "erp-payments-gbk.csv"
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the deployments with their typed parameters."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +18,6 @@ from yinqi.demo.setup import DemoWorld, demo_world
 from yinqi.demo.vouchers import SHIPPED
 from yinqi.store.approvals import current_code
 from yinqi.store.models import AuditEventRow, Payment
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -576,17 +576,6 @@ def test_the_test_command_reaches_a_disabled_channel_once_without_retries(
 # --- the Prefect task at the end of a flow --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    import os
-
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def test_a_flow_sends_its_alerts_even_when_a_stage_failed(
         app: App, hooks: Hooks, prefect_server: None) -> None:
     from prefect import flow
