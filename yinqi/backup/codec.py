@@ -167,14 +167,25 @@ def row_decoder(dialect: str, columns: list[tuple[str, str]]
 
     Values that need no conversion (integers, text, JSON text, SQLite dates) pass through.
     """
+    values = value_decoder(dialect, columns)
+    names = [f"p{i}" for i in range(len(columns))]
+
+    def decode(line: list[Any]) -> dict[str, Any]:
+        return dict(zip(names, values(line), strict=True))
+
+    return decode
+
+
+def value_decoder(dialect: str, columns: list[tuple[str, str]]
+                  ) -> Callable[[list[Any]], list[Any]]:
+    """A function from a backup line to the column values for ``dialect``, in order."""
     if dialect not in _DECODERS:
         raise BackupError(f"restoring into {dialect} is not supported (SQLite or PostgreSQL)")
     table = _DECODERS[dialect]
     decoders = [table.get(kind) for _, kind in columns]
-    names = [f"p{i}" for i in range(len(columns))]
 
-    def decode(values: list[Any]) -> dict[str, Any]:
-        return {n: (v if d is None or v is None else d(v))
-                for n, d, v in zip(names, decoders, values, strict=True)}
+    def decode(line: list[Any]) -> list[Any]:
+        return [v if d is None or v is None else d(v)
+                for d, v in zip(decoders, line, strict=True)]
 
     return decode

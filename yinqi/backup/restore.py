@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from yinqi.backup import facts
 from yinqi.backup.chain import Chain
-from yinqi.backup.codec import row_decoder
+from yinqi.backup.codec import row_decoder, value_decoder
 from yinqi.backup.errors import BackupError
 from yinqi.backup.index import TableDelta
 from yinqi.backup.manifest import Manifest
@@ -143,11 +143,15 @@ def _restore_rows(conn: Connection, chain: Chain, master: bytes) -> None:
                                               table["index"])
                     _delete(conn, table, delta.deleted.tolist())
         for table in manifest.tables:  # parents before their children, as written
+            parts = (read_part(source, manifest, records[name], master)
+                     for name in table["parts"])
+            if position == 0 and conn.dialect.name == "postgresql":
+                _copy_rows(conn, table, parts)
+                continue
             statement = _insert_statement(conn, table, upsert=position > 0)
             decode = row_decoder(conn.dialect.name,
                                  [(str(c), str(k)) for c, k in table["columns"]])
-            for name in table["parts"]:
-                data = read_part(source, manifest, records[name], master)
+            for data in parts:
                 batch: list[dict[str, Any]] = []
                 for line in data.splitlines():
                     batch.append(decode(json.loads(line)))
@@ -158,6 +162,21 @@ def _restore_rows(conn: Connection, chain: Chain, master: bytes) -> None:
                     conn.execute(statement, batch)
     if conn.dialect.name == "postgresql":
         _reset_sequences(conn, chain.head.manifest)
+
+
+def _copy_rows(conn: Connection, table: dict[str, Any], parts: Iterator[bytes]) -> None:
+    """The full backup's rows into an empty PostgreSQL table through COPY, several times
+    faster than batched INSERTs; incrementals upsert, which COPY cannot."""
+    q = facts.quote
+    columns = [(str(c), str(k)) for c, k in table["columns"]]
+    decode = value_decoder("postgresql", columns)
+    sql = (f"COPY {q(conn, table['name'])} ({', '.join(q(conn, c) for c, _ in columns)}) "
+           "FROM STDIN")
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor, cursor.copy(sql) as copy:
+        for data in parts:
+            for line in data.splitlines():
+                copy.write_row(decode(json.loads(line)))
 
 
 def _delete(conn: Connection, table: dict[str, Any], keys: list[Any]) -> None:
