@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,14 @@ class AbortConnection(Response):
 
 def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Starlette:
     faults = sandbox.faults
+    # How often each receipt was asked for, by bank: a client that shares the downloads
+    # between several collectors asks for each receipt once.
+    receipt_asks: dict[str, Counter[str]] = {}
+    asks_lock = threading.Lock()
+
+    def asked(code: str, refs: list[str]) -> None:
+        with asks_lock:
+            receipt_asks.setdefault(code, Counter()).update(refs)
 
     def bank_of(request: Request, dialect: str | None = None) -> str:
         code = request.path_params["bank"]
@@ -470,6 +479,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                                  lambda: run_in_threadpool(receipt_doc, code, ref))
 
     def receipt_doc(code: str, ref: str) -> Response:
+        asked(code, [ref])
         data = receipt_data(code, ref)
         if data is None:
             return PlainTextResponse(f"no receipt for {ref}: not settled (yet)", status_code=404)
@@ -499,6 +509,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             return JSONResponse({"error": f"at most {MAX_RECEIPTS_PER_REQUEST} references "
                                           "per request"}, 422)
         wanted = list(dict.fromkeys(refs))
+        asked(code, wanted)
         found = {p.end_to_end_id: p for p in sandbox.payments(code, end_to_end_ids=wanted)}
         rest = [r for r in wanted if r not in found]
         if rest:
@@ -600,6 +611,11 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
                               "currency": p.currency, "reason_code": p.reason_code}
                              for p in rows])
 
+    async def control_receipt_asks(request: Request) -> Response:
+        code = bank_of(request)
+        with asks_lock:
+            return JSONResponse(dict(receipt_asks.get(code, {})))
+
     routes = [
         Route("/health", health),
         Route("/banks/{bank}/echo", echo, methods=["POST"]),
@@ -621,6 +637,7 @@ def build_app(sandbox: Sandbox, identity: Identity, *, control_api: bool) -> Sta
             Route("/_sandbox/ledger", control_ledger),
             Route("/_sandbox/signers/{bank}", control_signer, methods=["POST"]),
             Route("/_sandbox/payments/{bank}", control_payments),
+            Route("/_sandbox/receipt-asks/{bank}", control_receipt_asks),
         ]
 
     async def unknown_bank(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,8 @@
 """Production mode: Yinqi and the Prefect server on PostgreSQL, two workers of a process work
 pool, 10,000 approved payments and several payment runs submitted at once. The database's row
 locks decide who carries which batch; the sandbox bank's own ledger must show every payment
-exactly once, both workers must have run flow runs, and the audit chain must verify.
+exactly once, both workers must have run flow runs and sent bank messages, and the audit
+chain must verify.
 
 The runs stop at the bank's final word (settled or refused): receipts are documents fetched
 afterwards, and fetching 10,000 of them is the sandbox bank's rendering work, not the sharing
@@ -204,6 +205,9 @@ def test_every_batch_was_sent_by_a_flow_run_of_the_pool(outcome: Outcome) -> Non
     print(f"\n{len(batches)} batches, {len(sends)} sends; by flow-run process "
           f"{dict(sent_by)}, by worker {dict(per_worker)}")
     assert set(sent_by) <= set(pids), (sent_by, pids)
+    # Runs submitted together share the sending: batching commits chunk by chunk, so the
+    # runs that start while another one batches find batches to send too.
+    assert set(per_worker) == set(WORKERS), per_worker
     # A resend (same bytes, same message ID, after a status query found nothing) is allowed;
     # whether the bank has anything twice is the ledger test's question.
     per_batch = Counter(int(i) for _, ids in sends for i in ids)

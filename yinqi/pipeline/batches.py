@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from yinqi.alerts import Severity
@@ -50,75 +50,107 @@ def new_msg_id(today: date) -> str:
     return f"YQB{today:%Y%m%d}{secrets.token_hex(8).upper()}"
 
 
-def form_batches(app: App, *, now: datetime | None = None, actor: str = ACTOR) -> BatchingResult:
-    """Group every approved, unbatched payment into batches (one transaction)."""
+#: Approved payments batched per transaction. Each chunk commits its batches at once, so a run
+#: that starts meanwhile finds them to sign and send, and a run batching at the same moment
+#: takes the next chunk instead of finding every approved payment locked.
+CHUNK = 2000
+#: The order in which payments are batched: by batch key, then by id (which keeps batching
+#: deterministic, see :func:`yinqi.batching.plan_batches`).
+BATCH_ORDER = (Payment.debtor_account_id, Payment.currency, Payment.urgent,
+               Payment.requested_date, Payment.id)
+
+
+def form_batches(app: App, *, now: datetime | None = None, actor: str = ACTOR,
+                 chunk: int = CHUNK) -> BatchingResult:
+    """Group every approved, unbatched payment into batches, ``chunk`` payments per transaction.
+
+    Each chunk locks its payments (``FOR UPDATE SKIP LOCKED``; on SQLite the write lock of
+    ``BEGIN IMMEDIATE``), so two runs batching at once take different payments and a payment
+    is in one batch at most. Payments come in the order of their batch key (account,
+    currency, urgency, requested date), so a chunk's end cuts at most one batch short."""
     now = now or utcnow()
     result = BatchingResult()
-    with app.sessions.begin() as session:
-        rows = session.execute(
-            select(Payment.id, Payment.end_to_end_id, Payment.amount_minor, Payment.currency,
-                   Payment.category, Payment.maker, Payment.approval_round, Payment.approved_digest,
-                   Payment.urgent, Payment.requested_date, BankAccount.bank, BankAccount.number,
-                   BankAccount.currency.label("account_currency"),
-                   BankAccount.status.label("account_status"), Payment.debtor_account_id)
-            .join(BankAccount, BankAccount.id == Payment.debtor_account_id)
-            .where(Payment.state == PaymentState.APPROVED.value, Payment.batch_id.is_(None))
-            .order_by(Payment.id)
-            .with_for_update(skip_locked=True, of=Payment)
-        ).all()
-        if not rows:
-            return result
-        held = _approval_problems(app, session, rows)
-        result.frozen = refuse_frozen_accounts(app, session, [r for r in rows if r.id not in held],
-                                               actor, now)
-        for r in rows:
-            if r.id in held or r.id in result.frozen:
-                continue
-            if r.account_status != "active":
-                held[r.id] = f"debtor account {mask(r.number)} is {r.account_status}"
-            elif r.currency != r.account_currency:
-                held[r.id] = (f"payment in {r.currency} from {r.account_currency} account "
-                              f"{mask(r.number)}")
-        if held:
-            _hold(app, session, held, actor)
-            result.held = held
-        limits = {code: bank.batch_size_limit for code, bank in app.config.banks.items()}
-        todays = {code: now.astimezone(ZoneInfo(str(bank.timezone))).date()
-                  for code, bank in app.config.banks.items()}
-        good = [r for r in rows if r.id not in held and r.id not in result.frozen]
-        by_id = {r.id: r for r in good}
-        plans = plan_batches(
-            (Batchable(r.id, r.bank, r.number, r.currency, bool(r.urgent),
-                       max(r.requested_date, todays.get(r.bank, now.date())))
-             for r in good), limits)
-        for plan in plans:
-            key = plan.key
-            account_id = by_id[plan.payment_ids[0]].debtor_account_id
-            dialect = app.config.banks[key.bank].dialect
-            batch = Batch(msg_id=new_msg_id(todays.get(key.bank, now.date())), bank=key.bank,
-                          dialect=str(dialect), debtor_account_id=account_id,
-                          currency=key.currency, urgent=key.urgent,
-                          execution_date=key.execution_date, state=BatchState.BUILT.value,
-                          payment_count=len(plan.payment_ids),
-                          total_minor=sum(by_id[i].amount_minor for i in plan.payment_ids))
-            session.add(batch)
-            session.flush()
-            move_payments(session, app.audit, plan.payment_ids, PaymentState.BATCHED,
-                          actor=actor, reason=f"batch {batch.msg_id}")
-            session.execute(update(Payment).where(Payment.id.in_(plan.payment_ids))
-                            .values(batch_id=batch.id)
-                            .execution_options(synchronize_session=False))
-            app.audit.append(session, actor=actor, action="batch.built", subject_type="batch",
-                             subject_ids=[batch.id],
-                             details={"msg_id": batch.msg_id, "bank": key.bank,
-                                      "payments": len(plan.payment_ids),
-                                      "total": str(Money.from_minor(batch.total_minor,
-                                                                    key.currency).amount),
-                                      "currency": key.currency,
-                                      "execution_date": key.execution_date.isoformat()})
-            result.batch_ids.append(batch.id)
-            result.batched += len(plan.payment_ids)
-    return result
+    after: tuple[Any, ...] | None = None
+    while True:
+        with app.sessions.begin() as session:
+            rows = session.execute(
+                select(Payment.id, Payment.end_to_end_id, Payment.amount_minor, Payment.currency,
+                       Payment.category, Payment.maker, Payment.approval_round,
+                       Payment.approved_digest, Payment.urgent, Payment.requested_date,
+                       BankAccount.bank, BankAccount.number,
+                       BankAccount.currency.label("account_currency"),
+                       BankAccount.status.label("account_status"), Payment.debtor_account_id)
+                .join(BankAccount, BankAccount.id == Payment.debtor_account_id)
+                .where(Payment.state == PaymentState.APPROVED.value, Payment.batch_id.is_(None))
+                # Past the previous chunk: what it left APPROVED (a frozen account) and what
+                # another run holds stay where they are, for the next run.
+                .where(tuple_(*BATCH_ORDER) > after if after is not None else true())
+                .order_by(*BATCH_ORDER)
+                .limit(chunk)
+                .with_for_update(skip_locked=True, of=Payment)
+            ).all()
+            if not rows:
+                return result
+            _form(app, session, rows, now, actor, result)
+        last = rows[-1]
+        after = (last.debtor_account_id, last.currency, last.urgent, last.requested_date,
+                 last.id)
+
+
+def _form(app: App, session: Session, rows: list[Any], now: datetime, actor: str,
+          result: BatchingResult) -> None:
+    """One chunk's checks and batches, in the chunk's transaction."""
+    held = _approval_problems(app, session, rows)
+    frozen = refuse_frozen_accounts(app, session, [r for r in rows if r.id not in held], actor,
+                                    now)
+    result.frozen.update(frozen)
+    for r in rows:
+        if r.id in held or r.id in frozen:
+            continue
+        if r.account_status != "active":
+            held[r.id] = f"debtor account {mask(r.number)} is {r.account_status}"
+        elif r.currency != r.account_currency:
+            held[r.id] = (f"payment in {r.currency} from {r.account_currency} account "
+                          f"{mask(r.number)}")
+    if held:
+        _hold(app, session, held, actor)
+        result.held.update(held)
+    limits = {code: bank.batch_size_limit for code, bank in app.config.banks.items()}
+    todays = {code: now.astimezone(ZoneInfo(str(bank.timezone))).date()
+              for code, bank in app.config.banks.items()}
+    good = [r for r in rows if r.id not in held and r.id not in frozen]
+    by_id = {r.id: r for r in good}
+    plans = plan_batches(
+        (Batchable(r.id, r.bank, r.number, r.currency, bool(r.urgent),
+                   max(r.requested_date, todays.get(r.bank, now.date())))
+         for r in good), limits)
+    for plan in plans:
+        key = plan.key
+        account_id = by_id[plan.payment_ids[0]].debtor_account_id
+        dialect = app.config.banks[key.bank].dialect
+        batch = Batch(msg_id=new_msg_id(todays.get(key.bank, now.date())), bank=key.bank,
+                      dialect=str(dialect), debtor_account_id=account_id,
+                      currency=key.currency, urgent=key.urgent,
+                      execution_date=key.execution_date, state=BatchState.BUILT.value,
+                      payment_count=len(plan.payment_ids),
+                      total_minor=sum(by_id[i].amount_minor for i in plan.payment_ids))
+        session.add(batch)
+        session.flush()
+        move_payments(session, app.audit, plan.payment_ids, PaymentState.BATCHED,
+                      actor=actor, reason=f"batch {batch.msg_id}")
+        session.execute(update(Payment).where(Payment.id.in_(plan.payment_ids))
+                        .values(batch_id=batch.id)
+                        .execution_options(synchronize_session=False))
+        app.audit.append(session, actor=actor, action="batch.built", subject_type="batch",
+                         subject_ids=[batch.id],
+                         details={"msg_id": batch.msg_id, "bank": key.bank,
+                                  "payments": len(plan.payment_ids),
+                                  "total": str(Money.from_minor(batch.total_minor,
+                                                                key.currency).amount),
+                                  "currency": key.currency,
+                                  "execution_date": key.execution_date.isoformat()})
+        result.batch_ids.append(batch.id)
+        result.batched += len(plan.payment_ids)
 
 
 def _approval_problems(app: App, session: Session, rows: list) -> dict[int, str]:  # type: ignore[type-arg]

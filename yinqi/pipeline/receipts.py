@@ -9,9 +9,9 @@ archive, encrypted at rest (the connector's :class:`connectors.archive.Archive` 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import insert, select
@@ -24,6 +24,7 @@ from yinqi.errors import InvalidValue, SecurityError
 from yinqi.pipeline.banks import BankPool
 from yinqi.pipeline.signing import read_archived, relative_to_home
 from yinqi.states import PaymentState
+from yinqi.store.claims import DEFAULT_LEASE, claim_receipts, release_receipts
 from yinqi.store.models import Alert, Batch, Payment
 from yinqi.store.models import Receipt as ReceiptRow
 from yinqi.store.transitions import move_payments
@@ -91,49 +92,78 @@ def waiting_for_receipts(app: App) -> int:
 
 
 def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: int = 4,
-                     per_request: int = 250, actor: str = "yinqi.pipeline") -> ReceiptResult:
+                     per_request: int = 250, actor: str = "yinqi.pipeline",
+                     lease: timedelta = DEFAULT_LEASE) -> ReceiptResult:
     """Download, check and keep the receipts of up to ``limit`` settled payments.
 
     Receipts are asked for ``per_request`` at a time (a bank with batch download answers each
     such request in one signed message; others one by one), ``threads`` requests at once;
-    each answer is stored (one transaction) while the next ones are still on their way."""
+    each answer is stored (one transaction) while the next ones are still on their way.
+
+    A request's payments are claimed just before it starts, under a lease in ``actor``'s name
+    (give each process its own): two collectors at once, two runs or a run and a status
+    sweep, ask the bank for different receipts, and the lease covers one request, not the
+    whole collection. Receipts that did not come (not ready, refused, a bad signature) are
+    released at the end for the next round; one that did is kept once whatever happens
+    (``receipts.payment_id`` is unique)."""
     result = ReceiptResult()
-    with app.sessions() as s:
-        todo = s.execute(
-            select(Payment.id, Payment.end_to_end_id, Batch.bank)
-            .join(Batch, Batch.id == Payment.batch_id)
-            .where(Payment.state.in_(WANT_RECEIPT), ~_has_receipt())
-            .order_by(Payment.id).limit(limit)).all()
-    if not todo:
-        return result
+    waiting = _banks_waiting(app)
+    after = dict.fromkeys(waiting, 0)
+    budget, turn = limit, 0
+    claimed: set[int] = set()
+    running: set[Future[list[tuple[int, DownloadedReceipt | BankError]]]] = set()
 
-    by_bank: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
-    for row in todo:
-        by_bank[row.bank].append(row)
-    jobs = [(code, rows[i:i + per_request]) for code, rows in by_bank.items()
-            for i in range(0, len(rows), per_request)]
-
-    def fetch(job) -> list[tuple[int, DownloadedReceipt | BankError]]:  # type: ignore[no-untyped-def]
-        code, rows = job
-        refs = [r.end_to_end_id for r in rows]
+    def fetch(code: str, rows: list[tuple[int, str]]
+              ) -> list[tuple[int, DownloadedReceipt | BankError]]:
+        refs = [e2e for _, e2e in rows]
         try:
             got = banks[code].receipts(refs)
         except BankError as exc:
             got = dict.fromkeys(refs, exc)
-        return [(r.id, got.get(r.end_to_end_id) or BadBankAnswer(
-            code, f"no answer for receipt {r.end_to_end_id}")) for r in rows]
+        return [(pid, got.get(e2e) or BadBankAnswer(code, f"no answer for receipt {e2e}"))
+                for pid, e2e in rows]
 
-    for code in by_bank:
-        banks[code]  # open connectors before the threads share them
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
-        for done in as_completed([pool.submit(fetch, job) for job in jobs]):
-            _store(app, done.result(), result, actor)
-    return result
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            while True:
+                while waiting and budget > 0 and len(running) < max(1, threads):
+                    code = waiting[turn % len(waiting)]
+                    turn += 1
+                    rows = claim_receipts(app.sessions, actor, bank=code, states=WANT_RECEIPT,
+                                          after=after[code], limit=min(per_request, budget),
+                                          lease=lease)
+                    if not rows:
+                        waiting.remove(code)
+                        continue
+                    claimed.update(pid for pid, _ in rows)
+                    after[code] = rows[-1][0]
+                    budget -= len(rows)
+                    banks[code]  # opened here: the threads share the connector, not open it
+                    running.add(pool.submit(fetch, code, rows))
+                if not running:
+                    return result
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    claimed -= _store(app, future.result(), result, actor)
+    finally:
+        if claimed:
+            with app.sessions.begin() as s:
+                release_receipts(s, actor, claimed)
+
+
+def _banks_waiting(app: App) -> list[str]:
+    """Banks with booked payments still without a receipt (claimed or not)."""
+    with app.sessions() as s:
+        return list(s.execute(
+            select(Batch.bank).join(Payment, Payment.batch_id == Batch.id)
+            .where(Payment.state.in_(WANT_RECEIPT), ~_has_receipt())
+            .distinct().order_by(Batch.bank)).scalars())
 
 
 def _store(app: App, fetched: list[tuple[int, DownloadedReceipt | BankError]],
-           result: ReceiptResult, actor: str) -> None:
-    """Record one answer's verified receipts; alert on any whose signature fails."""
+           result: ReceiptResult, actor: str) -> set[int]:
+    """Record one answer's verified receipts (their payment ids are returned); alert on any
+    whose signature fails."""
     good: dict[int, DownloadedReceipt] = {}
     bad: list[int] = []
     for pid, got in fetched:
@@ -178,6 +208,7 @@ def _store(app: App, fetched: list[tuple[int, DownloadedReceipt | BankError]],
     result.collected += len(still)
     result.bad_signature += len(bad)
     result.files += [stored[pid] for pid in sorted(still)][:max(0, 50 - len(result.files))]
+    return still
 
 
 def _relative(app: App, paths: dict[int, Path]) -> dict[int, str]:

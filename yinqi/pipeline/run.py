@@ -86,7 +86,7 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
             if receipts:
                 started = time.perf_counter()
                 while True:
-                    got = collect_receipts(app, banks, actor=worker)
+                    got = collect_receipts(app, banks, actor=worker, lease=pacing.lease)
                     progress.receipts += got.collected
                     progress.bad_receipts += got.bad_signature
                     if not got.collected:

@@ -201,6 +201,10 @@ class Payment(Base):
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     # The bank's own reference once it booked the payment (流水号), for receipts and matching.
     bank_reference: Mapped[str | None] = mapped_column(String(64))
+    # Who is downloading this payment's receipt, and until when (yinqi.store.claims): two
+    # collectors at once never ask the bank for the same receipt while the lease holds.
+    receipt_claimed_by: Mapped[str | None] = mapped_column(String(128))
+    receipt_lease_until: Mapped[datetime | None]
     # 1 for the first message; a rerun after a definitive rejection sends the payment again
     # under a new end-to-end ID (the bank's idempotency key would otherwise replay the refusal).
     send_round: Mapped[int] = mapped_column(Integer, default=1)
