@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import select, text
 
 from backup_support import assert_nothing_restored
-from cli_support import app_of, give_password, yinqi
+from cli_support import app_of, as_user, code_of, give_password, yinqi
 from conftest import BACKENDS, MASTER_SECRET, module_db_url
 from yinqi.demo.vouchers import generate
 from yinqi.store import make_engine
-from yinqi.store.models import Alert
+from yinqi.store.models import Alert, AuditEventRow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vouchers"
 
@@ -173,7 +173,8 @@ def test_the_drill_proves_the_newest_chain_and_fails_loudly_when_damaged(
 def test_restore_after_deleting_the_database(installation: dict[str, Any]) -> None:
     """Last: the live database is deleted; `yinqi backup restore` (newest chain, into the
     installation's own database and home) reproduces the audit head hash and the money per
-    payment state. Once people have passwords again, a restore needs an administrator."""
+    payment state, and leaves sending frozen (doctor fails) until an administrator releases
+    it. Once people have passwords again, a restore needs an administrator."""
     env = installation["env"]
     # What the backup holds: everything up to the incremental (its own audit record, and the
     # drill's, came after).
@@ -193,11 +194,36 @@ def test_restore_after_deleting_the_database(installation: dict[str, Any]) -> No
                                 "--json", env=env).stdout)
     assert restored["audit_head"] == before["audit_head"]
     assert restored["payment_totals"] == before["payment_totals"]
+    frozen = restored["sending_frozen"]
+    assert frozen["backup"] == installation["incremental"]["name"] and frozen["accounts"]
     after = _facts(env)
-    assert after["head"] == [before["audit_head"]["seq"], before["audit_head"]["hash"]]
+    # The backup's events as they were, then the restore's own (who restored, what it froze).
+    app = app_of(env)
+    try:
+        with app.sessions() as session:
+            restored_head = session.execute(select(AuditEventRow.hash).where(
+                AuditEventRow.seq == before["audit_head"]["seq"])).scalar_one()
+            since = list(session.execute(select(AuditEventRow.action).where(
+                AuditEventRow.seq > before["audit_head"]["seq"])).scalars())
+    finally:
+        app.close()
+    assert restored_head == before["audit_head"]["hash"]
+    assert sorted(since) == ["backup.restored", "risk.frozen"] and after["head"][0] == \
+        before["audit_head"]["seq"] + 2
     assert [[t["state"], t["currency"], t["count"], t["amount_minor"]]
             for t in before["payment_totals"]] == after["totals"]
     assert "intact" in yinqi("audit", "verify", env=env).stdout
+    doctor = {c["name"]: c for c in json.loads(
+        yinqi("doctor", "--json", env=env, check=None).stdout)["checks"]}
+    assert doctor["sending after restore"]["status"] == "fail"
+    admin = as_user(env, "admin")
+    released = json.loads(yinqi("backup", "release", "--all", "--as", "admin", "--code",
+                                code_of(env, "admin"), "--reason", "statements checked",
+                                "--json", env=admin).stdout)
+    assert released["ok"] and released["step"] == "released"
+    doctor = {c["name"] for c in json.loads(
+        yinqi("doctor", "--json", env=env, check=None).stdout)["checks"]}
+    assert "sending after restore" not in doctor
     # The installation has people with passwords again: the service identity may back up,
     # but only an administrator may restore.
     give_password(env, "wang.cfo")

@@ -86,6 +86,21 @@ def test_broken_and_unreadable_backups_are_alerted_once_and_kept(app: App) -> No
     assert _alerts(app, "backup.chain_restarted")
 
 
+def test_the_first_backup_is_full_without_an_alert_and_an_unreadable_one_is_no_first(
+        app: App) -> None:
+    now = datetime.now(UTC)
+    first, _ = take_backup(app, "auto", actor="t", now=now - timedelta(minutes=1), prune=False)
+    assert first.kind == "full"
+    assert first.full_because == "this is the first backup in this target"
+    assert not _alerts(app, "backup.chain_restarted")
+    # Only an unreadable backup there: not a first backup, a chain that cannot go on.
+    (app.settings.home / "backups" / first.name / "manifest.json").write_text("{}")
+    again, _ = take_backup(app, "auto", actor="t", now=now, prune=False)
+    assert again.kind == "full"
+    assert "there is no readable backup" in (again.full_because or "")
+    assert _alerts(app, "backup.chain_restarted")
+
+
 def test_the_drill_restores_into_scratch_sqlite_and_leaves_nothing(app: App) -> None:
     take_backup(app, "auto", actor="t")
     report = drill(app, actor="system:backup")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from yinqi.backup.errors import BackupError
+from yinqi.backup.errors import BackupError, NoBackup
 from yinqi.backup.index import FileState, TableDelta, TableIndex, apply_files
 from yinqi.backup.manifest import Manifest, load
 from yinqi.backup.parts import read_part, records_of
@@ -114,10 +114,15 @@ def catalog(target: BackupTarget, master: bytes) -> list[Entry]:
 
 def latest(target: BackupTarget, master: bytes) -> str:
     """The newest backup whose manifest authenticates."""
-    usable = [e for e in catalog(target, master) if e.problem is None]
+    entries = catalog(target, master)
+    usable = [e for e in entries if e.problem is None]
+    if not entries:
+        raise NoBackup(f"there is no backup in {target.location}; take one with "
+                       "`yinqi backup create`")
     if not usable:
-        raise BackupError(f"there is no backup in {target.location}; take one with "
-                          "`yinqi backup create`")
+        raise BackupError(f"there is no readable backup in {target.location} ({len(entries)} "
+                          "whose manifest does not authenticate: `yinqi backup list`); take "
+                          "one with `yinqi backup create`")
     return usable[-1].name
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, Table, text
 from yinqi.backup import facts
 from yinqi.backup.chain import Chain, ChainState, chain_state, load_chain, resolve
 from yinqi.backup.codec import kind_of, row_encoder
-from yinqi.backup.errors import BackupError
+from yinqi.backup.errors import BackupError, NoBackup
 from yinqi.backup.index import DeltaBuilder, TableIndex, files_delta, key_of, row_digest
 from yinqi.backup.manifest import FORMAT_VERSION, dump
 from yinqi.backup.sealing import KEY_ID, part_key, seal_part, sha256_hex
@@ -41,6 +41,8 @@ ROWS_PER_PART = 50_000
 FILE_PART_BYTES = 64 * 1024 * 1024
 #: Folders under the home a restore needs. ``secrets/`` (the master secret) never leaves.
 HOME_AREAS = ("archive", "receipts", "keys")
+#: ``full_because`` of the first backup a target gets: no chain was broken.
+FIRST_BACKUP = "this is the first backup in this target"
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def create_backup(
         except BackupError as exc:
             if kind == "incremental":
                 raise BackupError(f"cannot make an incremental backup: {exc}") from None
-            full_because = str(exc)
+            full_because = FIRST_BACKUP if isinstance(exc, NoBackup) else str(exc)
     actual = "incremental" if chain is not None else "full"
     stamp = created.strftime("%Y%m%dT%H%M%S")
     name = f"{stamp}Z-{'incr' if chain is not None else 'full'}"

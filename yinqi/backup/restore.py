@@ -8,6 +8,11 @@ changed rows (parents first), all in one transaction. Rows go in raw (plain SQL 
 ciphertext stays the ciphertext that was backed up and is never re-encrypted. Afterwards the
 restored database is checked against the manifest: row counts, money per payment state, and
 the audit chain, which must verify and end at the manifest's head hash.
+
+Restoring an installation (``frozen_by``: who restores) then freezes sending in the restored
+database, because payments made after the backup may already be at the bank
+(:mod:`yinqi.backup.guard`); a failure there takes the restore back like any other. The drill's
+scratch restore, thrown away afterwards, leaves ``frozen_by`` unset.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import os
 import tarfile
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from yinqi.backup import facts
 from yinqi.backup.chain import Chain
 from yinqi.backup.codec import row_decoder, value_decoder
 from yinqi.backup.errors import BackupError
+from yinqi.backup.guard import SendingFrozen, freeze_sending
 from yinqi.backup.index import TableDelta
 from yinqi.backup.manifest import Manifest
 from yinqi.backup.parts import read_part, records_of, tar_members
@@ -54,6 +61,8 @@ class RestoreReport:
     payment_totals: list[dict[str, Any]]
     audit_head: dict[str, Any]
     audit_events_verified: int
+    #: What the restore froze (None for a scratch restore, which freezes nothing).
+    sending_frozen: SendingFrozen | None = None
 
 
 def restore_backup(
@@ -63,9 +72,13 @@ def restore_backup(
     home: Path,
     *,
     config_dir: Path | None = None,
+    frozen_by: str | None = None,
 ) -> RestoreReport:
     """Restore into the EMPTY database at ``database_url`` and the files into ``home``
-    (configuration into ``config_dir``, by default ``home/config``); then prove it whole."""
+    (configuration into ``config_dir``, by default ``home/config``); then prove it whole.
+
+    ``frozen_by``: the actor restoring an installation to run on; every company account of
+    the restored database is then frozen until a person checked the bank and released it."""
     verified = verify_backup(as_source(backup), master)
     manifest = verified.manifest
     shown = make_url(database_url).render_as_string(hide_password=True)
@@ -81,7 +94,11 @@ def restore_backup(
             with engine.begin() as conn:
                 _restore_rows(conn, verified.chain, master)
             files = _restore_files(verified, master, home, destinations, present, written)
-            return _check(engine, manifest, master, shown, files, verified.chain.names)
+            report = _check(engine, manifest, master, shown, files, verified.chain.names)
+            if frozen_by is not None:
+                report = replace(report, sending_frozen=_freeze_sending(
+                    engine, manifest, master, frozen_by))
+            return report
         except BaseException:
             # Half a restore is worse than none: the database was empty and the files new,
             # so taking them away again leaves things as they were, and a rerun can start.
@@ -89,6 +106,17 @@ def restore_backup(
             raise
     finally:
         engine.dispose()
+
+
+def _freeze_sending(engine: Engine, manifest: Manifest, master: bytes,
+                    actor: str) -> SendingFrozen:
+    # The freeze is written with this version's models: a backup of an older schema is
+    # brought up to date first (what `yinqi init` would do next anyway).
+    upgrade(engine)
+    with session_factory(engine).begin() as session:
+        return freeze_sending(session, AuditLog(derive_key(master, "audit/chain")),
+                              backup=manifest.folder, taken_at=manifest.created_at,
+                              actor=actor, now=datetime.now(UTC))
 
 
 def _undo(engine: Engine, written: list[Path]) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 
 from yinqi.backup import retention
 from yinqi.backup.chain import Entry, catalog, latest, resolve
-from yinqi.backup.create import BackupKind, BackupResult, create_backup
+from yinqi.backup.create import FIRST_BACKUP, BackupKind, BackupResult, create_backup
 from yinqi.backup.errors import BackupError
 from yinqi.backup.restore import RestoreReport, restore_backup
 from yinqi.backup.target import BackupTarget
@@ -113,7 +113,7 @@ def take_backup(app: App, kind: BackupKind, *, actor: str, now: datetime | None 
     if result.full_because:
         details["full_because"] = result.full_because
     _audit(app, actor, "backup.created", details, now)
-    if result.full_because and "there is no backup" not in result.full_because:
+    if result.full_because and result.full_because != FIRST_BACKUP:
         _alert(app, "backup.chain_restarted", "warning", f"backup {result.name}",
                f"an incremental backup was due but a full one was taken: "
                f"{result.full_because}", {"backup": result.name}, now)
@@ -167,10 +167,12 @@ def verify(app: App, name: str | None) -> Verified:
 
 
 def restore(app: App, name: str | None, database_url: str, home: Path,
-            config_dir: Path | None = None) -> RestoreReport:
+            config_dir: Path | None = None, *, actor: str) -> RestoreReport:
+    """Restore an installation to run on: sending stays frozen until a person has checked
+    the bank since the backup (:mod:`yinqi.backup.guard`)."""
     target = backup_target(app)
     return restore_backup(resolve(target, name, app.master_secret), database_url,
-                          app.master_secret, home, config_dir=config_dir)
+                          app.master_secret, home, config_dir=config_dir, frozen_by=actor)
 
 
 # --- the restore drill ---------------------------------------------------------------------
@@ -221,6 +223,7 @@ def drill(app: App, *, actor: str, now: datetime | None = None) -> DrillReport:
         if configured:
             _usable_drill_database(app, configured)
         filled = True  # from here on, whatever is in the scratch database is the drill's
+        # Not frozen_by: nothing ever sends from the scratch database, which is thrown away.
         report = restore_backup(target.open(name), url, app.master_secret, scratch / "home",
                                 config_dir=scratch / "home" / "config")
         problems.extend(_in_live_trail(app, report.audit_head))

@@ -56,6 +56,8 @@ UNSENT_BATCHES = (BatchState.BUILT.value, BatchState.SIGNED.value)
 #: Batch states in which a freeze at least stops every further send (a status query still runs).
 FREEZABLE_BATCHES = (*UNSENT_BATCHES, BatchState.SUBMITTING.value, BatchState.UNKNOWN.value)
 _BANK_REJECTIONS = ("RJCT", "CANC")
+#: The rule of the freezes a restore puts on every company account (yinqi.backup.guard).
+RESTORE_RULE = "backup_restore"
 
 # Payments per screen: the IN lists of one chunk (ids, accounts, names: at most 3 x CHUNK
 # values in one query) stay far below SQLite's 32,766 bound parameters. Each chunk scans the
@@ -586,6 +588,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
-__all__ = ["CHUNK", "HOLDABLE", "ScreenResult", "Stage", "active_freeze", "audit_refused",
-           "freeze_subject", "frozen_accounts", "frozen_unsent_batches", "load_inputs", "sendable",
-           "screen_failures", "screen_payments", "why_frozen"]
+__all__ = ["CHUNK", "HOLDABLE", "RESTORE_RULE", "ScreenResult", "Stage", "active_freeze",
+           "audit_refused", "freeze_subject", "frozen_accounts", "frozen_unsent_batches",
+           "load_inputs", "sendable", "screen_failures", "screen_payments", "why_frozen"]

@@ -6,6 +6,8 @@ Every decision needs the person's one-time code, checked by the approval gate's 
 - release / reject a hold: treasurer, finance manager or CFO, never the payment's maker;
 - freeze / unfreeze: treasurer or admin. Lifting a freeze takes two different people: the
   first asks (with a reason), a second confirms. The same person twice is refused.
+- releasing the freezes a restore put on the company accounts (:mod:`yinqi.backup.guard`): one
+  admin, after checking the bank (:func:`release_restore`).
 
 Like the approval gate, refusals are *returned* and audited (``risk.refused``) in the caller's
 transaction, so a wrong code's count and the refusal's event commit with everything else.
@@ -37,6 +39,7 @@ from yinqi.store.models import User as UserRow
 from yinqi.store.risk import (
     FREEZABLE_BATCHES,
     HOLDABLE,
+    RESTORE_RULE,
     active_freeze,
     audit_refused,
     freeze_subject,
@@ -47,6 +50,8 @@ S = PaymentState
 
 RELEASERS = frozenset({Role.TREASURER, Role.FINANCE_MANAGER, Role.CFO})
 FREEZERS = frozenset({Role.TREASURER, Role.ADMIN})
+#: Who lets the accounts send again after a restore: the administrators, who restore.
+RESTORE_RELEASERS = frozenset({Role.ADMIN})
 SUBJECTS = ("payment", "batch", "account")
 
 
@@ -62,6 +67,7 @@ class Why(StrEnum):
     ALREADY_FROZEN = "ALREADY_FROZEN"
     ALREADY_LIFTED = "ALREADY_LIFTED"
     SAME_PERSON = "SAME_PERSON"
+    NOT_RESTORE_FROZEN = "NOT_RESTORE_FROZEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,8 @@ class Outcome:
     payment_id: int | None = None
     state: str | None = None
     freeze_id: int | None = None
-    #: unfreeze only: "requested" (waits for a second person) or "lifted".
+    #: unfreeze: "requested" (waits for a second person) or "lifted"; a release after a
+    #: restore: "released".
     step: str | None = None
 
     @property
@@ -285,9 +292,67 @@ def unfreeze(session: Session, audit: AuditLog, cipher: FieldCipher, *, freeze_i
                    payment_id=row.subject_id if row.subject_type == "payment" else None)
 
 
+def release_restore(session: Session, audit: AuditLog, cipher: FieldCipher, *,
+                    account: str | int | None, username: str, code: str, reason: str,
+                    now: datetime) -> Outcome:
+    """Let a company account (``account``: its number or id), or every one (None), send again
+    after a restore froze it: one administrator, who has checked the bank's record since the
+    backup was taken. Each freeze is lifted as a two-person unfreeze would lift it."""
+    why = _clean(reason)
+    if not why:
+        raise InvalidValue("a release after a restore needs a reason: say what you checked "
+                           "(which statements, up to when)")
+    query = select(Freeze).where(Freeze.rule == RESTORE_RULE, Freeze.subject_type == "account",
+                                 Freeze.status == "active").order_by(Freeze.id)
+    nothing = "no company account is frozen by a restore"
+    if account is not None:
+        row = _account(session, account)
+        query = query.where(Freeze.subject_id == row.id)
+        nothing = f"account {mask_account(row.number)} ({row.bank}) is not frozen by a restore"
+    ids = list(session.execute(query.with_only_columns(Freeze.id)).scalars())
+    doing = "release accounts frozen by a restore"
+    person = _person(session, audit, cipher, username, code, now, roles=RESTORE_RELEASERS,
+                     doing=doing, subject_type="freeze", subject_ids=ids)
+    if isinstance(person, Refused):
+        return Outcome(person.message, person)
+    # Locked, so that two releases at once cannot both lift one freeze.
+    rows = list(session.execute(query.with_for_update()
+                                .execution_options(populate_existing=True)).scalars())
+    if not rows:
+        problem = Refused(Why.NOT_RESTORE_FROZEN, nothing)
+        audit_refused(session, audit, actor=username, doing=doing,
+                      subject_type="freeze", subject_ids=[], reason=problem.message,
+                      code=problem.code, now=now)
+        return Outcome(problem.message, problem)
+    moved: list[int] = []
+    for row in rows:
+        row.status, row.lifted_by, row.lifted_at = "lifted", username, now
+        row.unfreeze_requested_by, row.unfreeze_requested_at = username, now
+        row.unfreeze_reason = why
+        moved += _lift(session, audit, row, actor=username, reason=why, now=now)
+    left = session.execute(select(func.count()).select_from(Freeze).where(
+        Freeze.rule == RESTORE_RULE, Freeze.status == "active")).scalar_one()
+    audit.append(session, actor=username, action="backup.released", subject_type="freeze",
+                 subject_ids=[r.id for r in rows],
+                 details={"rule": RESTORE_RULE, "reason": why,
+                          "accounts": [r.subject_id for r in rows], "still_frozen": left,
+                          "back_to_approval": moved}, at=now)
+    return Outcome(f"released {len(rows)} account(s) frozen by the restore (freeze "
+                   f"{', '.join(f'#{r.id}' for r in rows)}); "
+                   + (f"{left} account(s) are still frozen by it" if left else
+                      "nothing is frozen by the restore any more"),
+                   freeze_id=rows[0].id if len(rows) == 1 else None, step="released")
+
+
 def _lift(session: Session, audit: AuditLog, row: Freeze, *, actor: str, reason: str,
           now: datetime) -> list[int]:
-    """Undo what the freeze blocked; returns the payments that went back into approval."""
+    """Undo what the freeze blocked; returns the payments that went back into approval.
+
+    A subject another freeze still holds stays blocked (a restore's freeze stands on top of
+    a rule's): lifting the last one undoes the block and resolves the hits."""
+    session.flush()
+    if active_freeze(session, row.subject_type, row.subject_id) is not None:
+        return []
     if row.subject_type == "account":
         session.execute(update(BankAccount).where(BankAccount.id == row.subject_id,
                                                   BankAccount.status == "frozen")
@@ -534,5 +599,5 @@ def _clean(text: str | None) -> str:
     return redact(" ".join((text or "").split()))[:500]
 
 
-__all__ = ["FREEZERS", "RELEASERS", "Outcome", "Refused", "Why", "freeze", "list_freezes",
-           "list_hits", "reject", "release", "unfreeze"]
+__all__ = ["FREEZERS", "RELEASERS", "RESTORE_RELEASERS", "Outcome", "Refused", "Why", "freeze",
+           "list_freezes", "list_hits", "reject", "release", "release_restore", "unfreeze"]
