@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     # How long a `yinqi login` lasts (a working day by default).
     session_hours: int = Field(default=8, ge=1, le=24 * 7)
 
+    @field_validator("lang", mode="before")
+    @classmethod
+    def _language_code(cls, value: object) -> object:
+        # zh_CN, zh-CN, zh_CN.UTF-8, en_US ... name the same catalogues as zh and en; any
+        # other value is refused below, naming the two.
+        from yinqi.i18n import language_of
+
+        return (language_of(value) or value) if isinstance(value, str) else value
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, home: Path) -> Path:

@@ -28,6 +28,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 for _name in [k for k in os.environ if k.startswith("YINQI_")]:
     if _name != "YINQI_TEST_PG_URL":
         del os.environ[_name]
+# Messages in English whatever the machine's locale says (tests read the English output);
+# LANGUAGE too, for the tests that start `yinqi` with every YINQI_* variable removed.
+os.environ["YINQI_LANG"] = "en"
+os.environ["LANGUAGE"] = "en"
 # Nor the runner's screen size: pytest imports readline, which exports COLUMNS=80 and LINES=24
 # to every process started after it (xdist workers). Tests that read a table set COLUMNS.
 for _name in ("COLUMNS", "LINES"):

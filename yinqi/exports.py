@@ -44,9 +44,11 @@ def write_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> byte
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def write_xlsx(path: Path, sheets: Mapping[str, tuple[Sequence[str], Iterable[Mapping[str, Any]]]]
-               ) -> Path:
-    """One sheet per entry: (column titles, rows). Text cells are strings, never formulas."""
+def write_xlsx(path: Path, sheets: Mapping[str, tuple[Sequence[str], Iterable[Mapping[str, Any]]]],
+               titles: Mapping[str, str] | None = None) -> Path:
+    """One sheet per entry: (columns, rows), each row a mapping by column. The first row
+    titles each column by ``titles`` (e.g. in the reader's language), else by its name. Text
+    cells are strings, never formulas."""
     from openpyxl import Workbook
     from openpyxl.cell.cell import TYPE_STRING
 
@@ -54,7 +56,7 @@ def write_xlsx(path: Path, sheets: Mapping[str, tuple[Sequence[str], Iterable[Ma
     book.remove(book.active)
     for title, (columns, rows) in sheets.items():
         sheet = book.create_sheet(title=safe_text(title)[:31])
-        sheet.append([safe_text(c) for c in columns])
+        sheet.append([safe_text((titles or {}).get(c, c)) for c in columns])
         for row in rows:
             sheet.append([safe_cell(row.get(c)) for c in columns])
         for cells in sheet.iter_rows(min_row=1):

@@ -55,3 +55,12 @@ def test_xlsx_has_no_formula_cell(tmp_path: Path) -> None:
     names = [sheet.cell(row=r, column=1).value for r in range(2, len(EVIL) + 2)]
     assert names == ["'" + t for t in EVIL]
     assert sheet.cell(row=2, column=2).value == -5
+
+
+def test_xlsx_titles_replace_the_column_names_only(tmp_path: Path) -> None:
+    rows = [{"payee": "=1+1", "amount": Decimal("7.10")}]
+    path = write_xlsx(tmp_path / "t.xlsx", {"付款": (["payee", "amount"], rows)},
+                      titles={"payee": "收款人", "amount": "=金额"})
+    sheet = load_workbook(path)["付款"]
+    assert [c.value for c in sheet[1]] == ["收款人", "'=金额"]  # titles are guarded too
+    assert [c.value for c in sheet[2]] == ["'=1+1", 7.1]

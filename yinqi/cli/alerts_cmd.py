@@ -14,6 +14,7 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue
+from yinqi.i18n import _, ngettext
 from yinqi.store.migrate import ensure_current
 from yinqi.store.types import utcnow
 
@@ -37,12 +38,13 @@ def _local(yinqi: App, moment: datetime | None) -> str:
 
 def _deliveries(rows: list[dict[str, Any]]) -> str:
     if not rows:
-        return "no channel"
+        return _("no channel")
     parts = []
     for d in rows:
         text = f"{d['channel']}: {d['status']}"
         if d["status"] != "sent" or d["attempts"] > 1:
-            text += f" ({d['attempts']} attempt{'s' if d['attempts'] != 1 else ''})"
+            text += " (" + ngettext("{n} attempt", "{n} attempts", d["attempts"]).format(
+                n=d["attempts"]) + ")"
         if d["status"] != "sent" and d["last_error"]:
             text += f" {d['last_error'][:80]}"
         parts.append(text)
@@ -68,11 +70,12 @@ def list_alerts(
         print_json({"count": len(entries), "alerts": entries})
         return
     failed = sum(d["status"] == "failed" for e in entries for d in e["deliveries"])
-    title = f"{len(entries)} {'open ' if open_only else ''}alert(s)"
+    title = (_("{count} open alert(s)") if open_only else _("{count} alert(s)")).format(
+        count=len(entries))
     if failed:
-        title += f", {failed} delivery(ies) FAILED"
-    table = Table("id", "raised", "severity", "kind", "subject", "delivery", "acknowledged",
-                  title=title)
+        title += _(", {count} delivery(ies) FAILED").format(count=failed)
+    table = Table(_("id"), _("raised"), _("severity"), _("kind"), _("subject"), _("delivery"),
+                  _("acknowledged"), title=title)
     for e in entries:
         ack = (f"{e['acknowledged_by']} {_local(yinqi, datetime.fromisoformat(e['acknowledged_at']))}"
                if e["acknowledged_at"] else "")
@@ -98,10 +101,11 @@ def ack(
     with yinqi.sessions.begin() as s:
         out = acknowledge(s, yinqi.audit, alert_ids, actor=user, note=note, now=utcnow())
     for aid in out.done:
-        console.print(f"alert #{aid}: acknowledged by {user}", markup=False)
-    for aid, by, at in out.already:
-        console.print(f"alert #{aid}: already acknowledged by {by} at {_local(yinqi, at)}",
+        console.print(_("alert #{id}: acknowledged by {user}").format(id=aid, user=user),
                       markup=False)
+    for aid, by, at in out.already:
+        console.print(_("alert #{id}: already acknowledged by {user} at {at}").format(
+            id=aid, user=by, at=_local(yinqi, at)), markup=False)
 
 
 @app.command("deliver")
@@ -118,9 +122,10 @@ def deliver(
     if json_out:
         print_json(report.as_json())
     else:
-        console.print(f"{report.routed} new delivery(ies), {report.sent} sent, "
-                      f"{report.retrying} to retry, {report.failed} failed for good",
-                      markup=False)
+        console.print(_("{routed} new delivery(ies), {sent} sent, {retrying} to retry, {failed} "
+                        "failed for good").format(routed=report.routed, sent=report.sent,
+                                                  retrying=report.retrying,
+                                                  failed=report.failed), markup=False)
         for error in report.errors[:20]:
             console.print(f"  {error}", markup=False)
     if report.failed:
@@ -152,7 +157,8 @@ def test(
                                  for n, e in results.items()}})
     else:
         for name, error in results.items():
-            console.print(f"{name}: {'sent' if error is None else 'FAILED: ' + error}",
+            console.print(f"{name}: " + (_("sent") if error is None else
+                                         _("FAILED: {error}").format(error=error)),
                           markup=False)
     if any(e is not None for e in results.values()):
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from yinqi.bootstrap import App
 from yinqi.cli import alerts_cmd
@@ -23,6 +24,7 @@ from yinqi.cli import audit_cmd, bank_cmd, doctor_cmd, init_cmd, sandbox_cmd, st
 from yinqi.cli import demo_cmd, flows_cmd, payments_cmd, reconcile_cmd, vouchers_cmd
 from yinqi.cli.output import console, fail_line
 from yinqi.errors import ConfigError, InvalidValue, YinqiError
+from yinqi.i18n import _
 
 app = typer.Typer(
     name="yinqi",
@@ -109,7 +111,14 @@ def main() -> None:
     except YinqiError as exc:
         fail_line(str(exc))
         sys.exit(EXIT_CHECK_FAILED)
+    except DBAPIError as exc:
+        # The database is down, locked or refused a statement: the command did not finish
+        # (its transaction rolled back); the line says which database and what to do.
+        from yinqi.store.engine import failure_line
+
+        fail_line(failure_line(exc))
+        sys.exit(EXIT_CHECK_FAILED)
     except (KeyboardInterrupt, typer.Abort):
-        fail_line("interrupted")
+        fail_line(_("interrupted"))
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -19,6 +19,7 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, err_console, print_json
 from yinqi.errors import InvalidValue
+from yinqi.i18n import _
 from yinqi.store import approvals
 from yinqi.store.migrate import ensure_current
 from yinqi.store.models import Payment
@@ -47,22 +48,50 @@ def list_pending(
         print_json([_row_json(r) for r in rows])
         return
     if not rows:
-        console.print("no payments are waiting for approval")
+        console.print(_("no payments are waiting for approval"))
         return
-    table = Table(title=f"{len(rows)} payment(s) waiting for approval")
-    for column in ("id", "end-to-end id", "amount", "category", "maker", "levels", "next",
-                   "waiting since"):
-        table.add_column(column, justify="right" if column == "amount" else "left")
+    table = Table(title=_("{count} payment(s) waiting for approval").format(count=len(rows)))
+    for column in (_("id"), _("end-to-end id")):
+        table.add_column(column)
+    table.add_column(_("amount"), justify="right")
+    for column in (_("category"), _("maker"), _("levels"), _("next"), _("waiting since")):
+        table.add_column(column)
     if username is not None:
-        table.add_column(f"{username} may approve")
+        table.add_column(_("{user} may approve").format(user=username))
     for r in rows:
         cells = [str(r.payment_id), r.end_to_end_id, r.amount.format(), r.category, r.maker,
                  _levels_text(r), r.next_role or "—",
                  r.waiting_since.strftime("%Y-%m-%d %H:%M UTC")]
         if username is not None:
-            cells.append("yes" if r.can_approve else f"no: {r.why_not.code if r.why_not else ''}")
+            cells.append(_("yes") if r.can_approve else _("no: {why}").format(
+                why=r.why_not.code if r.why_not else ""))
         table.add_row(*cells)
     console.print(table, markup=False)  # makers and categories come from voucher files
+    _print_paused_runs()
+
+
+def _print_paused_runs() -> None:
+    """A link to each payment run paused for these approvals: its form takes the decision
+    too. Only a shared server is asked (PREFECT_API_URL); a temporary one has no UI."""
+    import os
+
+    import httpx
+
+    from yinqi.ops.prefect_api import paused_runs
+    from yinqi.ops.urls import ui_base
+
+    api = os.environ.get("PREFECT_API_URL", "").strip()
+    if not api:
+        return
+    try:
+        runs = paused_runs(api, ui_url=ui_base())
+    except httpx.HTTPError as exc:
+        err_console.print(_("Prefect server {api} did not answer ({error}): paused runs not "
+                            "shown").format(api=api, error=type(exc).__name__),
+                          markup=False, soft_wrap=True)
+        return
+    for run in runs:
+        console.print(_("Prefect UI: {url}").format(url=run.url), markup=False, soft_wrap=True)
 
 
 @app.command("approve")
@@ -98,9 +127,9 @@ def approve(
         print_json({"approved": {str(k): v for k, v in outcome.approved_levels.items()},
                     "completed": outcome.completed, "refused": _refused_json(outcome.refused)})
     else:
-        _print_decided("approved", [
-            (labels[pid], f"level {level}",
-             "APPROVED" if pid in outcome.completed else "awaiting next level")
+        _print_decided(_("{count} payment(s) approved"), [
+            (labels[pid], _("level {level}").format(level=level),
+             "APPROVED" if pid in outcome.completed else _("awaiting next level"))
             for pid, level in outcome.approved_levels.items()
         ])
         _print_refused(outcome.refused, outcome.attempt, labels)
@@ -132,7 +161,8 @@ def reject(
     if json_out:
         print_json({"rejected": outcome.rejected, "refused": _refused_json(outcome.refused)})
     else:
-        _print_decided("rejected", [(labels[pid], "REJECTED", reason) for pid in outcome.rejected])
+        _print_decided(_("{count} payment(s) rejected"),
+                       [(labels[pid], "REJECTED", reason) for pid in outcome.rejected])
         _print_refused(outcome.refused, outcome.attempt, labels)
     if outcome.refused:
         raise typer.Exit(1)
@@ -152,12 +182,14 @@ def check(ctx: typer.Context, json_out: bool = _JSON) -> None:
             {"payment_id": m.payment_id, "end_to_end_id": m.end_to_end_id, "state": m.state,
              "audited": m.audited} for m in mismatches]})
     elif not mismatches:
-        console.print("every payment's state matches the audit trail")
+        console.print(_("every payment's state matches the audit trail"))
     else:
         for m in mismatches:
             err_console.print(
-                f"mismatch: payment {m.payment_id} ({m.end_to_end_id}) is {m.state} but the "
-                f"audit trail says {m.audited or 'nothing (no transition)'}",
+                _("mismatch: payment {id} ({end_to_end_id}) is {state} but the audit trail says "
+                  "{audited}").format(id=m.payment_id, end_to_end_id=m.end_to_end_id,
+                                      state=m.state,
+                                      audited=m.audited or _("nothing (no transition)")),
                 markup=False, soft_wrap=True)
     if mismatches:
         raise typer.Exit(1)
@@ -192,11 +224,12 @@ def _labels(session: Session, ids: Sequence[int]) -> dict[int, str]:
     return {pid: f"{pid} ({e2e})" for pid, e2e in rows}
 
 
-def _print_decided(verb: str, rows: list[tuple[str, str, str]]) -> None:
+def _print_decided(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """``title``: a translated message with a ``{count}``."""
     if not rows:
         return
-    table = Table(title=f"{len(rows)} payment(s) {verb}")
-    for column in ("payment", "decision", "state"):
+    table = Table(title=title.format(count=len(rows)))
+    for column in (_("payment"), _("decision"), _("state")):
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
@@ -207,12 +240,13 @@ def _print_refused(refused: list[approvals.RefusedRow], attempt: Refusal | None,
                    labels: dict[int, str]) -> None:
     if attempt is not None:
         # The person or the code was refused: one line, not one per payment.
-        err_console.print(f"refused ({len(refused)} payment(s)): {attempt}", markup=False,
-                          soft_wrap=True)
+        err_console.print(_("refused ({count} payment(s)): {reason}").format(
+            count=len(refused), reason=attempt), markup=False, soft_wrap=True)
         return
     for pid, code, message in refused:
-        err_console.print(f"refused: payment {labels.get(pid, pid)}: {code}: {message}",
-                          markup=False, soft_wrap=True)
+        err_console.print(_("refused: payment {payment}: {code}: {message}").format(
+            payment=labels.get(pid, pid), code=code, message=message),
+            markup=False, soft_wrap=True)
 
 
 def _refused_json(refused: list[approvals.RefusedRow]) -> list[dict[str, object]]:
@@ -222,7 +256,7 @@ def _refused_json(refused: list[approvals.RefusedRow]) -> list[dict[str, object]
 
 def _levels_text(row: approvals.PendingRow) -> str:
     if not row.levels:
-        return "none (policy cannot say)"
+        return _("none (policy cannot say)")
     return " > ".join(f"{role} ({row.filled[n]})" if n in row.filled else role
                       for n, role in enumerate(row.levels, start=1))
 

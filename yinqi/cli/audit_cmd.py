@@ -6,6 +6,7 @@ import typer
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, err_console, print_json
+from yinqi.i18n import _
 from yinqi.store.migrate import ensure_current
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -25,8 +26,11 @@ def verify(
         print_json({"ok": verdict.ok, "checked": verdict.checked,
                     "first_bad_seq": verdict.first_bad_seq, "problem": verdict.problem})
     elif verdict.ok:
-        console.print(str(verdict))
+        console.print(_("audit chain intact: {count} events verified").format(
+            count=verdict.checked))
     else:
-        err_console.print(str(verdict), markup=False)
+        # The problem is in the verifier's words (English), as --json gives it.
+        err_console.print(_("audit chain BROKEN at event #{seq}: {problem}").format(
+            seq=verdict.first_bad_seq, problem=verdict.problem), markup=False)
     if not verdict.ok:
         raise typer.Exit(1)

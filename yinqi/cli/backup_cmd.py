@@ -1,9 +1,10 @@
-"""``yinqi backup create|list|verify|restore|drill|prune``: encrypted backups and their proof."""
+"""``yinqi backup create|list|verify|restore|release|drill|prune``: encrypted backups and their
+proof, and letting a restored installation send again."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -13,9 +14,14 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue
+from yinqi.i18n import _
+
+if TYPE_CHECKING:
+    from yinqi.backup.guard import SendingFrozen
 
 app = typer.Typer(help="Backups: create (full or incremental), list, verify, restore into an "
-                       "empty database, the restore drill, retention.", no_args_is_help=True)
+                       "empty database, release sending after a restore, the restore drill, "
+                       "retention.", no_args_is_help=True)
 
 _JSON = typer.Option(False, "--json", help="Print one JSON object.")
 _TARGET = typer.Option(None, "--target", help="Another backup target (a folder or an fsspec "
@@ -76,15 +82,18 @@ def create(
     if json_out:
         print_json(out)
         return
-    console.print(f"{result.kind} backup {result.name}: {out['rows_written']} of "
-                  f"{out['rows']} rows, {result.files_written} files, {result.parts} parts, "
-                  f"{_mb(result.stored_bytes)} in {result.location}", markup=False)
+    console.print(_("{kind} backup {name}: {written} of {rows} rows, {files} files, {parts} "
+                    "parts, {size} in {location}").format(
+        kind=result.kind, name=result.name, written=out["rows_written"], rows=out["rows"],
+        files=result.files_written, parts=result.parts, size=_mb(result.stored_bytes),
+        location=result.location), markup=False)
     if result.full_because:
-        console.print(f"full because {result.full_because}", markup=False)
+        console.print(_("full because {reason}").format(reason=result.full_because),
+                      markup=False)
     for name in out["pruned"]:
-        console.print(f"deleted {name} (retention)", markup=False)
+        console.print(_("deleted {name} (retention)").format(name=name), markup=False)
     for name, why in out["broken"].items():
-        console.print(f"BROKEN {name}: {why}", markup=False)
+        console.print(_("BROKEN {name}: {reason}").format(name=name, reason=why), markup=False)
 
 
 @app.command("list")
@@ -104,8 +113,9 @@ def list_(ctx: typer.Context, target: str | None = _TARGET, json_out: bool = _JS
              "problem": e.problem} for e in entries]})
         return
     zone = ZoneInfo(yinqi.settings.timezone)
-    table = Table("name", "kind", "created", "builds on", "rows written", "size", "problem",
-                  title=f"{len(entries)} backup(s) in {where.location}")
+    table = Table(_("name"), _("kind"), _("created"), _("builds on"), _("rows written"),
+                  _("size"), _("problem"), title=_("{count} backup(s) in {location}").format(
+                      count=len(entries), location=where.location))
     for e in entries:
         table.add_row(e.name, e.kind if e.kind != "incremental" else f"incremental #{e.sequence}",
                       f"{e.created_at.astimezone(zone):%Y-%m-%d %H:%M}" if e.created_at else "",
@@ -134,10 +144,11 @@ def verify(ctx: typer.Context, name: str | None = _NAME, target: str | None = _T
     if json_out:
         print_json(out)
         return
-    console.print(f"OK {out['name']}: chain of {len(out['chain'])} backup(s), "
-                  f"{verified.parts} parts, {out['rows']} rows, {out['files']} files; audit "
-                  f"head #{manifest.audit_head['seq']} {manifest.audit_head['hash'][:16]}",
-                  markup=False)
+    console.print(_("OK {name}: chain of {chain} backup(s), {parts} parts, {rows} rows, {files} "
+                    "files; audit head #{seq} {hash}").format(
+        name=out["name"], chain=len(out["chain"]), parts=verified.parts, rows=out["rows"],
+        files=out["files"], seq=manifest.audit_head["seq"],
+        hash=manifest.audit_head["hash"][:16]), markup=False)
 
 
 @app.command("restore")
@@ -157,7 +168,9 @@ def restore(
 ) -> None:
     """Restore a backup (with every backup it builds on) into an empty database, then prove
     it: row counts, money per payment state, and the audit chain ending at the backup's
-    head hash. A damaged or incomplete backup restores nothing."""
+    head hash. A damaged or incomplete backup restores nothing. The restored installation
+    sends nothing until an administrator has checked the bank and runs `yinqi backup
+    release`."""
     from yinqi.backup.chain import resolve
     from yinqi.backup.restore import restore_backup
 
@@ -167,19 +180,90 @@ def restore(
     report = restore_backup(resolve(where, name, yinqi.master_secret),
                             database or yinqi.settings.resolved_database_url,
                             yinqi.master_secret, destination,
-                            config_dir=config_dir or yinqi.settings.config_dir)
+                            config_dir=config_dir or yinqi.settings.config_dir,
+                            frozen_by=acting_as(ctx))
+    frozen = report.sending_frozen
+    assert frozen is not None  # frozen_by was given
     out = {"backup": report.backup, "chain": report.chain, "database": report.database,
            "home": str(destination), "rows": report.rows, "files": report.files,
            "payment_totals": report.payment_totals, "audit_head": report.audit_head,
-           "audit_events_verified": report.audit_events_verified}
+           "audit_events_verified": report.audit_events_verified,
+           "sending_frozen": frozen.as_json()}
     if json_out:
         print_json(out)
         return
-    console.print(f"restored {report.backup} (chain of {len(report.chain)}) into "
-                  f"{report.database}: {sum(report.rows.values())} rows, {report.files} files; "
-                  f"{report.audit_events_verified} audit events verified, head "
-                  f"#{report.audit_head['seq']} {report.audit_head['hash'][:16]} as backed up",
-                  markup=False)
+    console.print(_("restored {name} (chain of {chain}) into {database}: {rows} rows, {files} "
+                    "files; {events} audit events verified, head #{seq} {hash} as backed "
+                    "up").format(
+        name=report.backup, chain=len(report.chain), database=report.database,
+        rows=sum(report.rows.values()), files=report.files,
+        events=report.audit_events_verified, seq=report.audit_head["seq"],
+        hash=report.audit_head["hash"][:16]), markup=False)
+    _print_frozen(frozen)
+
+
+def _print_frozen(frozen: SendingFrozen) -> None:
+    from yinqi.backup.guard import RELEASE
+
+    day = f"{frozen.taken_at:%Y-%m-%d}"
+    console.print(_("SENDING FROZEN: {count} company account(s) frozen ({freezes}) because "
+                    "payments made after backup {name} was taken ({since}) may already be at "
+                    "the bank").format(
+        count=len(frozen.accounts), freezes=", ".join(
+            f"{a.account} #{a.freeze_id}" for a in frozen.accounts) or "-",
+        name=frozen.backup, since=frozen.since), markup=False, soft_wrap=True)
+    if frozen.payments:
+        console.print("  " + _("payments the restored database shows before the bank's last "
+                               "word: {states}").format(states=", ".join(
+            f"{state} {n}" for state, n in frozen.payments.items())), markup=False,
+            soft_wrap=True)
+    console.print("  " + _("check each account's transactions since {day} (yinqi transactions "
+                           "--account ACCOUNT --from {day} --to TODAY), stop every payment "
+                           "already paid (yinqi risk freeze payment ID, then yinqi risk reject "
+                           "ID), then release: {release}").format(day=day, release=RELEASE),
+                  markup=False, soft_wrap=True)
+
+
+@app.command("release")
+def release(
+    ctx: typer.Context,
+    account: str | None = typer.Argument(None, metavar="ACCOUNT",
+                                         help="One company account: its number or id (see "
+                                              "`yinqi risk freezes`)."),
+    all_accounts: bool = typer.Option(False, "--all", help="Every account the restore froze."),
+    username: str = typer.Option(..., "--as", help="Your user name."),
+    code: str = typer.Option(..., "--code", help="Your current one-time code (6 digits)."),
+    reason: str = typer.Option(..., "--reason", help="What you checked: which statements, up "
+                                                     "to when."),
+    json_out: bool = _JSON,
+) -> None:
+    """After a restore: let a company account (or --all) send again, once you have checked
+    its transactions at the bank since the backup was taken. Administrator, with a one-time
+    code; audited."""
+    from datetime import UTC, datetime
+
+    from yinqi.cli.output import err_console
+    from yinqi.store import risk_decisions
+
+    if (account is None) == (not all_accounts):
+        raise InvalidValue("give one ACCOUNT or --all")
+    yinqi = _live(ctx)
+    username = acting_as(ctx, username)
+    with yinqi.sessions.begin() as session:
+        outcome = risk_decisions.release_restore(session, yinqi.audit, yinqi.field_cipher,
+                                                 account=account, username=username,
+                                                 code=code, reason=reason,
+                                                 now=datetime.now(UTC))
+    # Committed: a refusal and its audit event stay whatever the exit code.
+    if json_out:
+        print_json(outcome.as_json())
+    elif outcome.ok:
+        console.print(outcome.message, markup=False, soft_wrap=True)
+    else:
+        err_console.print(_("refused: {reason}").format(reason=outcome.refused), markup=False,
+                          soft_wrap=True)
+    if not outcome.ok:
+        raise typer.Exit(1)
 
 
 @app.command("drill")
@@ -194,10 +278,11 @@ def drill(ctx: typer.Context, json_out: bool = _JSON) -> None:
     if json_out:
         print_json(report.as_json())
     else:
-        state = "OK" if report.ok else "FAILED"
-        console.print(f"restore drill {state}: {report.backup or '-'} (chain of "
-                      f"{len(report.chain)}), {report.rows} rows, {report.files} files in "
-                      f"{report.seconds:.1f} s", markup=False)
+        state = "OK" if report.ok else _("FAILED")
+        console.print(_("restore drill {state}: {name} (chain of {chain}), {rows} rows, {files} "
+                        "files in {seconds:.1f} s").format(
+            state=state, name=report.backup or "-", chain=len(report.chain), rows=report.rows,
+            files=report.files, seconds=report.seconds), markup=False)
         for line in [*report.problems, *report.warnings]:
             console.print(f"  {line}", markup=False)
     if not report.ok:
@@ -218,10 +303,13 @@ def prune(ctx: typer.Context,
                     "reasons": pruned.reasons, "broken": pruned.broken,
                     "unreadable": pruned.unreadable})
         return
-    verb = "would delete" if dry_run else "deleted"
+    gone = _("would delete {name}") if dry_run else _("deleted {name}")
     for name in pruned.kept:
-        console.print(f"keep {name}: {pruned.reasons.get(name, '')}", markup=False)
+        console.print(_("keep {name}: {reason}").format(name=name,
+                                                        reason=pruned.reasons.get(name, "")),
+                      markup=False)
     for name in pruned.deleted:
-        console.print(f"{verb} {name}", markup=False)
+        console.print(gone.format(name=name), markup=False)
     for name in pruned.unreadable:
-        console.print(f"UNREADABLE {name}: left for a person to look at", markup=False)
+        console.print(_("UNREADABLE {name}: left for a person to look at").format(name=name),
+                      markup=False)

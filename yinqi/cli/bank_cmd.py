@@ -14,12 +14,26 @@ from rich.table import Table
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, print_json
 from yinqi.errors import ConfigError, KeyStoreError
+from yinqi.i18n import _, pgettext
 from yinqi.identifiers import mask
 from yinqi.security.masking import mask_account, redact
 
 app = typer.Typer(help="Bank channels: connectivity test.", no_args_is_help=True)
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+
+
+def _outcome(value: str) -> str:
+    """A step's outcome as a person reads it (``--json`` keeps the value)."""
+    return {"ok": _("ok"), "warn": _("warn"), "fail": _("fail"), "skipped": _("skipped")
+            }.get(value, value)
+
+
+def _step(name: str) -> str:
+    """A step of :mod:`connectors.diagnose` as a person reads it (``--json`` keeps the name)."""
+    return {"config": _("config"), "dns": "DNS", "tcp": "TCP", "tls": "TLS",
+            "certificates": _("certificates"), "authentication": _("authentication"),
+            "echo": _("echo"), "balance": _("balance")}.get(name, name)
 
 
 def signer_of(yinqi: App):  # type: ignore[no-untyped-def]
@@ -60,14 +74,16 @@ def test(
         print_json(report.as_json())
     else:
         table = Table(title=f"yinqi bank test {bank} ({report.endpoint})")
-        for col in ("step", "result", "detail"):
+        for col in (_("step"), _("result"), _("detail")):
             table.add_column(col, overflow="fold")
         for s in report.steps:
             detail = s.detail + (f"\n→ {s.hint}" if s.hint else "")
-            table.add_row(s.name, f"[{_STYLE[s.outcome.value]}]{s.outcome.value}[/]",
+            table.add_row(_step(s.name),
+                          f"[{_STYLE[s.outcome.value]}]{_outcome(s.outcome.value)}[/]",
                           escape(detail))  # the bank's words, not console markup
         console.print(table)
-        console.print("all steps passed" if report.ok else f"FAILED at step: {report.failed_step}")
+        console.print(_("all steps passed") if report.ok else _("FAILED at step: {step}").format(
+            step=_step(report.failed_step or "")))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -113,21 +129,24 @@ def balances(
         print_json({"accounts": rows, "totals": {c: str(v) for c, v in sorted(totals.items())},
                     "failed": len(failed), "as_of": datetime.now(UTC).isoformat()})
     else:
-        table = Table(title="cash position")
-        for col in ("bank", "account", "name", "currency", "balance", "available", "status"):
-            table.add_column(col, justify="right" if col in ("balance", "available") else "left")
+        table = Table(title=_("cash position"))
+        for col, right in ((_("bank"), False), (_("account"), False),
+                           (pgettext("account", "name"), False), (_("currency"), False),
+                           (_("balance"), True), (_("available"), True), (_("status"), False)):
+            table.add_column(col, justify="right" if right else "left")
         for r in rows:
             table.add_row(r["bank"], r["account"], r["name"], r["currency"],
                           f"{Decimal(r['balance']):,}" if r["balance"] else "—",
                           f"{Decimal(r['available']):,}" if r["available"] else "—",
-                          "ok" if r["status"] == "ok" else
-                          f"[bold red]FAILED[/]: {escape(r['error'] or '')}")
+                          _("ok") if r["status"] == "ok" else
+                          f"[bold red]{_('FAILED')}[/]: {escape(r['error'] or '')}")
         for cur, total in sorted(totals.items()):
-            table.add_row("", "", "[bold]total[/]", cur, f"[bold]{total:,}[/]", "", "")
+            table.add_row("", "", f"[bold]{pgettext('sum', 'total')}[/]", cur,
+                          f"[bold]{total:,}[/]", "", "")
         console.print(table)
         if failed:
-            console.print(f"[bold red]{len(failed)} account(s) could not be queried: totals "
-                          "leave them out[/]")
+            console.print("[bold red]" + _("{count} account(s) could not be queried: totals "
+                                           "leave them out").format(count=len(failed)) + "[/]")
     if failed:
         raise typer.Exit(1)
 
@@ -171,7 +190,8 @@ def transactions(
                     "statements": data})
         return
     table = Table(title=f"{acct.bank} {mask(acct.number)} {first}..{last}")
-    for col in ("booked", "value", "amount", "counterparty", "reference", "remittance"):
+    for col in (pgettext("date", "booked"), pgettext("date", "value"), _("amount"),
+                _("counterparty"), _("reference"), _("remittance")):
         table.add_column(col, overflow="fold")
     for s in data:
         for e in s["entries"]:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, print_json
+from yinqi.i18n import _
 
 
 def demo(
@@ -31,45 +32,68 @@ def demo(
     yinqi: App = ctx.obj
     folder = (home or default_home(yinqi.settings.home)).resolve()
     if not json_out:
-        console.print(f"demo home: {folder}")
-    summary = run_demo(DemoOptions(home=folder, payments=payments, seed=seed,
-                                   prefect=not no_prefect))
+        console.print(_("demo home: {folder}").format(folder=folder))
+    options = DemoOptions(home=folder, payments=payments, seed=seed, prefect=not no_prefect)
+    summary = run_demo(options)
     if json_out:
         print_json(summary)
     else:
         _print(summary)
+        _print_run_link(options.flow_run_id)
     if not summary["ok"]:
         raise typer.Exit(1)
 
 
+def _print_run_link(flow_run_id: str | None) -> None:
+    """The payment run in the Prefect UI, when the demo ran against a server that stays."""
+    from yinqi.ops.urls import configured_run_url
+
+    link = configured_run_url(flow_run_id) if flow_run_id else None
+    if link:
+        console.print(_("Prefect UI: {url}").format(url=link), markup=False, soft_wrap=True)
+
+
 def _print(s: dict) -> None:  # type: ignore[type-arg]
     v = s["vouchers"]
-    console.print(f"vouchers: {v['rows']} rows, {v['accepted']} accepted, "
-                  f"{len(v['quarantined'])} quarantined, {v['duplicates']} duplicates")
+    console.print(_("vouchers: {rows} rows, {accepted} accepted, {quarantined} quarantined, "
+                    "{duplicates} duplicates").format(rows=v["rows"], accepted=v["accepted"],
+                                                      quarantined=len(v["quarantined"]),
+                                                      duplicates=v["duplicates"]))
     for q in v["quarantined"]:
-        console.print(f"  row {q['row']}: {q['reason']}", markup=False)
-    console.print("approvals: " + ", ".join(f"{u} {n}" for u, n in s["approvals"].items()))
-    table = Table("state", "payments", "amount", title=f"{s['payments']} payments")
+        # The reason is the voucher check's own words, as the import reports them.
+        console.print("  " + _("row {row}: {reason}").format(row=q["row"], reason=q["reason"]),
+                      markup=False)
+    console.print(_("approvals: ") + ", ".join(f"{u} {n}" for u, n in s["approvals"].items()))
+    table = Table(_("state"), _("payments"), _("amount"),
+                  title=_("{count} payments").format(count=s["payments"]))
     for state, t in sorted(s["states"].items()):
         table.add_row(state, str(t["count"]),
                       ", ".join(f"{a} {c}" for c, a in sorted(t["amounts"].items())))
     console.print(table)
     if s["alerts"]:
-        console.print("alerts: " + ", ".join(f"{k} {n}" for k, n in s["alerts"].items()))
+        console.print(_("alerts: ") + ", ".join(f"{k} {n}" for k, n in s["alerts"].items()))
     r = s.get("reconciliation")
     if r:
-        console.print(f"reconciliation {r['day']}: {r['matched_lines']} of {r['lines']} "
-                      f"statement lines matched ({r['match_rate']:.1%}), {r['reconciled']} "
-                      f"payments reconciled, {r['exceptions']} exception(s), "
-                      f"{r['written_off']} written off, {r['open_exceptions']} still open")
+        console.print(_("reconciliation {day}: {matched} of {lines} statement lines matched "
+                        "({rate}), {reconciled} payments reconciled, {exceptions} "
+                        "exception(s), {written_off} written off, {open} still open").format(
+            day=r["day"], matched=r["matched_lines"], lines=r["lines"],
+            rate=f"{r['match_rate']:.1%}", reconciled=r["reconciled"],
+            exceptions=r["exceptions"], written_off=r["written_off"],
+            open=r["open_exceptions"]))
         for a in r["accounts"]:
-            console.print(f"  {a['account']}: bank closing {a['bank_closing']}, explained "
-                          f"{a['ledger_balance']}, difference {a['difference']}")
-    console.print(f"audit chain: {'intact' if s['audit']['ok'] else 'BROKEN'} "
-                  f"({s['audit']['events']} events)")
-    console.print("stages (s): " + ", ".join(f"{k} {v}" for k, v in s["stage_seconds"].items()))
+            console.print("  " + _("{account}: bank closing {closing}, explained {explained}, "
+                                   "difference {difference}").format(
+                account=a["account"], closing=a["bank_closing"], explained=a["ledger_balance"],
+                difference=a["difference"]))
+    audit = (_("audit chain: intact ({count} events)") if s["audit"]["ok"] else
+             _("audit chain: BROKEN ({count} events)"))
+    console.print(audit.format(count=s["audit"]["events"]))
+    console.print(_("stages (s): ")
+                  + ", ".join(f"{k} {v}" for k, v in s["stage_seconds"].items()))
     if s["prefect"]:
-        console.print(f"Prefect overhead share: {s['prefect']['prefect_overhead_share']:.1%}")
-    console.print("demo OK" if s["ok"] else
-                  f"demo NOT OK: {s['unfinished']} payment(s) unfinished or statement lines "
-                  "unexplained")
+        console.print(_("Prefect overhead share: {share}").format(
+            share=f"{s['prefect']['prefect_overhead_share']:.1%}"))
+    console.print(_("demo OK") if s["ok"] else
+                  _("demo NOT OK: {count} payment(s) unfinished or statement lines "
+                    "unexplained").format(count=s["unfinished"]))

@@ -22,6 +22,7 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue, SecurityError
+from yinqi.i18n import _, use_language
 from yinqi.security.files import key_id_of
 from yinqi.store.migrate import ensure_current
 
@@ -71,9 +72,10 @@ def show_receipt(
               "bank_reference": kept.bank_reference, "bytes": len(kept.content),
               "encrypted": _key_id(home_path(yinqi, kept.file_path)) is not None,
               "checked": "sha256 recorded when collected", "written_to": str(target)}
-    _print(report, json_out, f"receipt of payment {pid} (bank reference "
-                             f"{kept.bank_reference or '-'}) decrypted and matches its recorded "
-                             f"SHA-256; written to {target} (readable by you only)")
+    _print(report, json_out, _("receipt of payment {payment} (bank reference {reference}) "
+                               "decrypted and matches its recorded SHA-256; written to {path} "
+                               "(readable by you only)").format(
+        payment=pid, reference=kept.bank_reference or "-", path=target))
 
 
 @archive_app.command("show")
@@ -103,22 +105,23 @@ def show_archived(
         _audit(yinqi, user, "archive.view_refused", "file", [stored], {"reason": str(exc)[:500]})
         raise
     digest = hashlib.sha256(data).hexdigest()
-    wrong = sorted(what for what, sha in recorded if sha != digest)
+    encrypted = _key_id(full) is not None
+    # The error, the audit event and --json say it in English whatever the language.
+    with use_language("en"):
+        wrong = sorted(_what(kind, ref) for kind, ref, sha in recorded if sha != digest)
+        checked = _checked(recorded, encrypted)
     if wrong:
         reason = (f"{stored}: does not match the SHA-256 recorded for {', '.join(wrong)}; do "
                   "not trust it")
         _audit(yinqi, user, "archive.view_refused", "file", [stored], {"reason": reason})
         raise SecurityError(reason)
-    encrypted = _key_id(full) is not None
-    checked = ("sha256 recorded for " + ", ".join(sorted({w for w, _ in recorded})) if recorded
-               else "authenticated decryption" if encrypted
-               else "none: a legacy unencrypted file no record names")
     target = _write(yinqi, user, out, full.name, data, action="archive.viewed",
                     subject=("file", [stored]), details={"sha256": digest, "checked": checked})
     report = {"file": stored, "sha256": digest, "bytes": len(data), "encrypted": encrypted,
               "checked": checked, "written_to": str(target)}
-    _print(report, json_out, f"{stored} decrypted (checked: {checked}); written to {target} "
-                             "(readable by you only)")
+    _print(report, json_out, _("{file} decrypted (checked: {checked}); written to {path} "
+                               "(readable by you only)").format(
+        file=stored, checked=_checked(recorded, encrypted), path=target))
 
 
 def _payment_id(yinqi: App, value: str) -> int:
@@ -146,18 +149,37 @@ def _inside_archive(yinqi: App, path: str) -> Path:
     return full
 
 
-def _recorded(yinqi: App, stored: str) -> list[tuple[str, str]]:
-    """Every hash the database holds for this file, with what recorded it."""
+def _recorded(yinqi: App, stored: str) -> list[tuple[str, str, str]]:
+    """Every hash the database holds for this file: (kind of record, its id, the hash)."""
     from yinqi.store.models import Batch, Receipt, StatusReport
 
     with yinqi.sessions() as s:
-        found = [(f"batch {m}", sha) for m, sha in s.execute(
+        found = [("batch", m, sha) for m, sha in s.execute(
             select(Batch.msg_id, Batch.file_sha256).where(Batch.file_path == stored))]
-        found += [(f"receipt of payment {p}", sha) for p, sha in s.execute(
+        found += [("receipt", str(p), sha) for p, sha in s.execute(
             select(Receipt.payment_id, Receipt.sha256).where(Receipt.file_path == stored))]
-        found += [("status report", sha) for (sha,) in s.execute(
+        found += [("status report", "", sha) for (sha,) in s.execute(
             select(StatusReport.sha256).where(StatusReport.archive_path == stored).distinct())]
-    return [(what, sha) for what, sha in found if sha]
+    return [(kind, ref, sha) for kind, ref, sha in found if sha]
+
+
+def _what(kind: str, ref: str) -> str:
+    """The record that holds a hash (see :func:`_recorded`), in words."""
+    if kind == "batch":
+        return _("batch {msg_id}").format(msg_id=ref)
+    if kind == "receipt":
+        return _("receipt of payment {payment}").format(payment=ref)
+    return _("status report")
+
+
+def _checked(recorded: list[tuple[str, str, str]], encrypted: bool) -> str:
+    """What the plaintext was checked against."""
+    if recorded:
+        return _("sha256 recorded for {records}").format(
+            records=", ".join(sorted({_what(kind, ref) for kind, ref, _sha in recorded})))
+    if encrypted:
+        return _("authenticated decryption")
+    return _("none: a legacy unencrypted file no record names")
 
 
 def _key_id(path: Path) -> int | None:

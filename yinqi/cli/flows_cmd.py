@@ -1,4 +1,5 @@
 """``yinqi flows serve``: the payment deployments, served to the Prefect server;
+``yinqi flows deploy``: the same deployments, registered with a work pool for its workers;
 ``yinqi flows automations install``: the server's automation for runs whose process died."""
 
 from __future__ import annotations
@@ -6,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
+from yinqi.i18n import _, pgettext
 
 app = typer.Typer(help="Prefect deployments of the payment flows.", no_args_is_help=True)
 
@@ -33,6 +36,46 @@ def serve(
     serve_all(intake_folder=intake_folder.resolve() if intake_folder else None,
               sweep_minutes=sweep_minutes, reconciliation=ctx.obj.config.reconciliation,
               backups=ctx.obj.config.backup)
+
+
+@app.command("deploy")
+def deploy(
+    ctx: typer.Context,
+    pool: str = typer.Option("yinqi", "--pool", help="The process work pool (created when "
+                                                     "missing) whose workers run the flows."),
+    intake_folder: Path | None = typer.Option(None, "--intake-folder",
+                                              help="Import voucher files dropped here (a "
+                                                   "folder every worker host sees)."),
+    sweep_minutes: float = typer.Option(5.0, "--sweep-minutes",
+                                        help="Minutes between status sweeps."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Register the deployments `yinqi flows serve` serves (same names, schedules and
+    parameters) with a process work pool of the Prefect server at PREFECT_API_URL; workers
+    (`prefect worker start --pool NAME`) run them from the Yinqi installed on their host.
+    Run it again after each upgrade: it updates the deployments in place."""
+    import os
+
+    from flows.deployments import deploy as deploy_all
+    from yinqi.cli.output import console, print_json
+    from yinqi.errors import ConfigError
+
+    if not os.environ.get("PREFECT_API_URL", "").strip():
+        raise ConfigError("PREFECT_API_URL is not set: point it at the Prefect server the "
+                          "workers poll (e.g. http://127.0.0.1:4200/api)")
+    done = deploy_all(pool, intake_folder=intake_folder.resolve() if intake_folder else None,
+                      sweep_minutes=sweep_minutes, reconciliation=ctx.obj.config.reconciliation,
+                      backups=ctx.obj.config.backup)
+    if json_out:
+        print_json(done)
+        return
+    heading = (_("{count} deployment(s) on work pool '{pool}' (created): ")
+               if done["pool_created"] else
+               _("{count} deployment(s) on work pool '{pool}' (existing): "))
+    console.print(heading.format(count=len(done["deployments"]), pool=pool)
+                  + ", ".join(d["name"] for d in done["deployments"]), markup=False)
+    console.print(_("Start workers with: prefect worker start --pool {pool}").format(pool=pool),
+                  markup=False)
 
 
 automations_app = typer.Typer(help="Prefect automations that keep the UI truthful.",
@@ -79,7 +122,16 @@ def install_automations(
                     "heartbeat_seconds": window.heartbeat_seconds, "worker_env": env,
                     "api_url": str(where)})
         return
-    console.print(f"Automation '{NAME}' {done.action} on {where} ({done.automation_id}): a "
-                  f"run silent for {window.expect_seconds} s is marked Crashed.", markup=False)
-    console.print("Workers and serve processes need: "
+    console.print(_("Automation '{name}' {action} on {api} ({id}): a run silent for {seconds} s "
+                    "is marked Crashed.").format(name=NAME, action=_action(done.action),
+                                                 api=where, id=done.automation_id,
+                                                 seconds=window.expect_seconds), markup=False)
+    console.print(_("Workers and serve processes need: ")
                   + " ".join(f"{k}={v}" for k, v in env.items()), markup=False)
+
+
+def _action(action: str) -> str:
+    """What ``install`` did to the automation, in words (``--json`` keeps the value)."""
+    return {"created": pgettext("automation", "created"),
+            "updated": pgettext("automation", "updated"),
+            "unchanged": pgettext("automation", "unchanged")}.get(action, action)

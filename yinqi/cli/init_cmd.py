@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, print_json
+from yinqi.i18n import _
 from yinqi.security.keyring import current_signing_key, record_key
 from yinqi.security.keystore import create_signing_key, next_key_id
 from yinqi.security.master import ensure_master_secret
@@ -59,10 +60,11 @@ def init(
     if json_out:
         print_json({"home": str(app.settings.home), "database": url, "changes": changes})
         return
-    console.print(f"Yinqi home: {app.settings.home}")
-    console.print(f"Database:   {url}")
+    console.print(_("Yinqi home: {home}").format(home=app.settings.home))
+    console.print(_("Database:   {url}").format(url=url))
     if changes:
+        # What changed is also the --json "changes": English, as run_init says it.
         for change in changes:
-            console.print(f"  created {change}")
+            console.print("  " + _("created {what}").format(what=change))
     else:
-        console.print("  already initialised: nothing to do")
+        console.print("  " + _("already initialised: nothing to do"))

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich import box
+from rich.cells import cell_len
 from rich.table import Table
 from sqlalchemy import select
 
@@ -22,6 +24,7 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue, SecurityError
+from yinqi.i18n import _, use_language
 from yinqi.security import channels, keyring
 from yinqi.security.keystore import certificate_days_left
 from yinqi.store.migrate import ensure_current
@@ -68,8 +71,9 @@ def list_keys(ctx: typer.Context, json_out: bool = _JSON) -> None:
         return
     table = Table(title="yinqi keys", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
-    for col in ("key", "alg", "sha-256", "until", "days", "status", "key file"):
-        table.add_column(col, no_wrap=True, min_width=len(col))
+    for col in (_("key"), _("alg"), "sha-256", _("until"), _("days"), _("status"),
+                _("key file")):
+        table.add_column(col, no_wrap=True, min_width=cell_len(col))
     for r in rows:
         table.add_row(r["key_id"], r["algorithm"] or "-",
                       f"{r['fingerprint'][:8]}…" if r["fingerprint"] else "-",
@@ -77,7 +81,7 @@ def list_keys(ctx: typer.Context, json_out: bool = _JSON) -> None:
                       "-" if r["days_left"] is None else str(r["days_left"]),
                       r["status"], r["key_file"])
     console.print(table)
-    console.print("full fingerprints and retirement dates: `yinqi keys list --json`")
+    console.print(_("full fingerprints and retirement dates: `yinqi keys list --json`"))
 
 
 def _row(key: Any, current: Any, now: datetime) -> dict[str, Any]:
@@ -128,7 +132,8 @@ def export_cert(
     from yinqi.security.keystore import write_public_file
 
     write_public_file(out, pem.encode())
-    console.print(f"wrote {out}: certificate of {key_id} (SHA-256 fingerprint {fingerprint})",
+    console.print(_("wrote {path}: certificate of {key_id} (SHA-256 fingerprint "
+                    "{fingerprint})").format(path=out, key_id=key_id, fingerprint=fingerprint),
                   markup=False, soft_wrap=True)
 
 
@@ -155,17 +160,21 @@ def rotate(
     if bank is not None:
         channels.bank_config(yinqi, bank)
     state = state_dir or yinqi.settings.home / "sandbox"
-    if purpose == "tls":
-        if bank is None:
-            raise InvalidValue("--purpose tls needs --bank: each bank channel has its own key")
-        report = _rotate_tls(yinqi, bank, state, actor)
-    elif purpose in ("fields", "files"):
-        if bank is not None:
-            raise InvalidValue(f"--purpose {purpose} takes no --bank: one key serves all banks")
-        report = _rotate_fields(yinqi, actor) if purpose == "fields" else \
-            _rotate_files(yinqi, actor)
-    else:
-        report = _rotate_signing(yinqi, bank, state, actor)
+    # The report's lines are in --json too, where they stay English in every language.
+    with use_language("en") if json_out else nullcontext():
+        if purpose == "tls":
+            if bank is None:
+                raise InvalidValue("--purpose tls needs --bank: each bank channel has its own "
+                                   "key")
+            report = _rotate_tls(yinqi, bank, state, actor)
+        elif purpose in ("fields", "files"):
+            if bank is not None:
+                raise InvalidValue(f"--purpose {purpose} takes no --bank: one key serves all "
+                                   "banks")
+            report = _rotate_fields(yinqi, actor) if purpose == "fields" else \
+                _rotate_files(yinqi, actor)
+        else:
+            report = _rotate_signing(yinqi, bank, state, actor)
     if json_out:
         print_json(report)
         return
@@ -182,14 +191,17 @@ def _rotate_signing(yinqi: App, bank: str | None, state: Path, user: str) -> dic
         registered, elsewhere = register_signing_certificates(yinqi, state, only=bank)
     else:
         registered, elsewhere = [], [bank] if bank else sorted(yinqi.config.banks)
-    lines = [f"new signing key {new.key_id} ({new.algorithm}, fingerprint {new.fingerprint}, "
-             f"valid until {new.not_after:%Y-%m-%d}); new batches are signed with it"]
-    lines += [f"retired {key_id} ({fp[:16]}...): kept, so what it signed stays verifiable"
+    lines = [_("new signing key {key_id} ({algorithm}, fingerprint {fingerprint}, valid until "
+               "{until}); new batches are signed with it").format(
+        key_id=new.key_id, algorithm=new.algorithm, fingerprint=new.fingerprint,
+        until=f"{new.not_after:%Y-%m-%d}")]
+    lines += [_("retired {key_id} ({fingerprint}...): kept, so what it signed stays "
+                "verifiable").format(key_id=key_id, fingerprint=fp[:16])
               for key_id, fp in rotation.retired]
     lines += registered
-    lines += [f"{code}: hand the new certificate to the bank before the next payment run: "
-              f"`yinqi keys export-cert {new.key_id} --out {new.key_id}.pem`"
-              for code in elsewhere]
+    lines += [_("{bank}: hand the new certificate to the bank before the next payment run: "
+                "`yinqi keys export-cert {key_id} --out {key_id}.pem`").format(
+        bank=code, key_id=new.key_id) for code in elsewhere]
     return {"purpose": "signing", "new_key_id": new.key_id, "fingerprint": new.fingerprint,
             "not_after": new.not_after.isoformat(),
             "retired": [{"key_id": k, "fingerprint": fp} for k, fp in rotation.retired],
@@ -204,8 +216,8 @@ def _rotate_fields(yinqi: App, actor: str) -> dict[str, Any]:
     old_id, new_id = f"{FIELD_KEY_PREFIX}{old}", f"{FIELD_KEY_PREFIX}{new}"
     return {"purpose": "fields", "new_key_id": new_id, "retired": [{"key_id": old_id}],
             "values": count,
-            "lines": [f"field key {new_id} is current: {count} value(s) re-encrypted from "
-                      f"{old_id}"]}
+            "lines": [_("field key {key_id} is current: {count} value(s) re-encrypted from "
+                        "{old}").format(key_id=new_id, count=count, old=old_id)]}
 
 
 def _rotate_files(yinqi: App, actor: str) -> dict[str, Any]:
@@ -215,8 +227,9 @@ def _rotate_files(yinqi: App, actor: str) -> dict[str, Any]:
         old, new = rotate_file_key(s, yinqi.audit, current_file_key(yinqi.engine), actor=actor)
     old_id, new_id = f"{FILE_KEY_PREFIX}{old}", f"{FILE_KEY_PREFIX}{new}"
     return {"purpose": "files", "new_key_id": new_id, "retired": [{"key_id": old_id}],
-            "lines": [f"file key {new_id} is current: new archive files and receipts are "
-                      f"sealed with it; files kept under {old_id} stay readable"]}
+            "lines": [_("file key {key_id} is current: new archive files and receipts are "
+                        "sealed with it; files kept under {old} stay readable").format(
+                key_id=new_id, old=old_id)]}
 
 
 def _rotate_tls(yinqi: App, bank: str, state: Path, user: str) -> dict[str, Any]:
@@ -231,17 +244,18 @@ def _rotate_tls(yinqi: App, bank: str, state: Path, user: str) -> dict[str, Any]
         return {"purpose": "tls", "bank": bank, "old_fingerprint": old,
                 "fingerprint": after.certificate.fingerprint, "pending": None, "csr": None,
                 "lines": lines}
-    pending, _ = channels.start_rotation(yinqi, bank)
+    pending = channels.start_rotation(yinqi, bank)[0]
     csr = channels.csr_path(before.cert_path)
     with yinqi.sessions.begin() as s:
         yinqi.audit.append(s, actor=user, action="key.rotation_started", subject_type="key",
                            subject_ids=[before.key_id],
                            details={"purpose": "tls", "bank": bank, "old_fingerprint": old,
                                     "csr": str(csr)})
-    lines = [f"{bank}: new channel key {pending} (encrypted) and its request {csr}",
-             f"{bank}: send {csr} to the bank; when its certificate arrives, run "
-             f"`yinqi keys import-tls --bank {bank} --cert FILE`; the current "
-             "key keeps working until then"]
+    lines = [_("{bank}: new channel key {key} (encrypted) and its request {csr}").format(
+                 bank=bank, key=pending, csr=csr),
+             _("{bank}: send {csr} to the bank; when its certificate arrives, run "
+               "`yinqi keys import-tls --bank {bank} --cert FILE`; the current key keeps "
+               "working until then").format(bank=bank, csr=csr)]
     return {"purpose": "tls", "bank": bank, "old_fingerprint": old, "fingerprint": None,
             "pending": str(pending), "csr": str(csr), "lines": lines}
 
@@ -271,9 +285,11 @@ def import_tls(
         print_json(report)
         return
     if not changes:
-        console.print(f"{bank}: channel key already encrypted; nothing to do")
+        console.print(_("{bank}: channel key already encrypted; nothing to do").format(
+            bank=bank))
     for change in changes:
-        console.print(f"{bank}: wrote {change}", markup=False, soft_wrap=True)
+        console.print(_("{bank}: wrote {path}").format(bank=bank, path=change), markup=False,
+                      soft_wrap=True)
 
 
 @app.command("verify")
@@ -326,10 +342,16 @@ def verify(
     if json_out:
         print_json(report)
     elif ok:
-        console.print(f"{stored}: signature valid, signed by {result.key_id} ({status}, "
-                      f"fingerprint {result.fingerprint})", markup=False, soft_wrap=True)
+        console.print(_("{file}: signature valid, signed by {key_id} ({status}, fingerprint "
+                        "{fingerprint})").format(file=stored, key_id=result.key_id,
+                                                 status=status,
+                                                 fingerprint=result.fingerprint),
+                      markup=False, soft_wrap=True)
     else:
-        console.print(f"{stored}: NOT VALID: {report['detail']}", markup=False, soft_wrap=True)
+        # The detail is also the --json detail and the audit event's: English, as found.
+        console.print(_("{file}: NOT VALID: {detail}").format(file=stored,
+                                                              detail=report["detail"]),
+                      markup=False, soft_wrap=True)
     if not ok:
         raise typer.Exit(1)
 

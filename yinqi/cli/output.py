@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.console import Console, ConsoleDimensions
 
+from yinqi.i18n import _
+
 #: Columns of output that goes to a file or a pipe when COLUMNS does not say: operators keep
 #: listings in files and grep them, where a table row wrapped at 80 columns is a broken row.
 FILE_WIDTH = 500
@@ -41,10 +43,11 @@ err_console = _Console(stderr=True, highlight=False)
 def fail_line(message: str) -> None:
     # One line, even if a message from below carries a newline: operators grep these. A
     # message from below may quote a bank's text or a file's cell: account numbers masked.
+    # Only the word "error" is translated: the message itself is the domain's English.
     from yinqi.security.masking import redact
 
-    err_console.print(f"yinqi: error: {redact(' '.join(message.split()))}", markup=False,
-                      soft_wrap=True)
+    err_console.print(f"yinqi: {_('error')}: {redact(' '.join(message.split()))}",
+                      markup=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -13,8 +13,10 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue
+from yinqi.i18n import _
 from yinqi.identifiers import mask
 from yinqi.money import Money
+from yinqi.security.masking import redact
 from yinqi.store.migrate import ensure_current
 
 payments_app = typer.Typer(help="Payments after approval: send, follow, correct.",
@@ -57,10 +59,16 @@ def run(
     if prefect:
         from flows.payment import payment_run
         from tasks.context import use_app
+        from yinqi.ops.urls import configured_run_url
 
         use_app(yinqi)
-        payment_run(wait_for_approval=False, poll_seconds=poll, max_follow_seconds=seconds,
-                    collect_receipts=not no_receipts, lease_seconds=lease)
+        state = payment_run(wait_for_approval=False, poll_seconds=poll,
+                            max_follow_seconds=seconds, collect_receipts=not no_receipts,
+                            lease_seconds=lease, return_state=True)
+        link = configured_run_url(state.state_details.flow_run_id)
+        if link and not json_out:
+            console.print(_("Prefect UI: {url}").format(url=link), markup=False, soft_wrap=True)
+        state.result()  # a failed run fails the command with its own error, link shown first
         progress = Progress()
     else:
         progress = drive(yinqi, pacing=Pacing(base=poll, lease=timedelta(seconds=lease)),
@@ -76,15 +84,17 @@ def run(
                                       progress.stage_seconds.items()},
                     "errors": (progress.sent.errors + progress.polled.errors)[:20]})
     else:
-        console.print(f"{progress.rounds} round(s): {progress.sent.sends} send(s), "
-                      f"{progress.receipts} receipt(s); {batches} batch(es) still open")
+        console.print(_("{rounds} round(s): {sends} send(s), {receipts} receipt(s); {batches} "
+                        "batch(es) still open").format(
+            rounds=progress.rounds, sends=progress.sent.sends, receipts=progress.receipts,
+            batches=batches))
         _print_states(states)
     if batches:
         raise typer.Exit(1)
 
 
 def _print_states(states: dict[str, Any]) -> None:
-    table = Table("state", "payments", "amounts", title="Payments by state")
+    table = Table(_("state"), _("payments"), _("amounts"), title=_("Payments by state"))
     for state, v in sorted(states.items()):
         table.add_row(state, str(v["count"]),
                       ", ".join(f"{a} {c}" for c, a in sorted(v["amounts"].items())))
@@ -119,8 +129,9 @@ def list_payments(
     if json_out:
         print_json(rows)
         return
-    table = Table("id", "end-to-end id", "state", "amount", "payee", "account", "batch",
-                  "reason", title=f"{len(rows)} payment(s)")
+    table = Table(_("id"), _("end-to-end id"), _("state"), _("amount"), _("payee"),
+                  _("account"), _("batch"), _("reason"),
+                  title=_("{count} payment(s)").format(count=len(rows)))
     for r in rows:
         table.add_row(str(r["id"]), r["end_to_end_id"], r["state"],
                       f"{r['amount']} {r['currency']}", r["creditor_name"],
@@ -159,8 +170,8 @@ def fix(
         print_json({"payment_id": payment_id,
                     "changes": {k: {"from": a, "to": b} for k, (a, b) in diff.items()}})
     else:
-        console.print(f"payment {payment_id}: " + ("; ".join(
-            f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()) or "nothing changed"),
+        console.print(_("payment {id}: {changes}").format(id=payment_id, changes="; ".join(
+            f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()) or _("nothing changed")),
             markup=False)
 
 
@@ -189,13 +200,27 @@ def list_batches(
     if json_out:
         print_json(rows)
         return
-    table = Table("id", "msg id", "bank", "state", "payments", "total", "sends", "by state",
-                  title=f"{len(rows)} batch(es)")
+    table = Table(_("id"), _("msg id"), _("bank"), _("state"), _("payments"), _("total"),
+                  _("sends"), _("by state"), _("last error"),
+                  title=_("{count} batch(es)").format(count=len(rows)))
     for r in rows:
         table.add_row(str(r["id"]), r["msg_id"], r["bank"], r["state"], str(r["payments"]),
                       f"{r['total']} {r['currency']}", str(r["send_attempts"]),
-                      ", ".join(f"{n} {st}" for st, n in sorted(r["payment_states"].items())))
+                      ", ".join(f"{n} {st}" for st, n in sorted(r["payment_states"].items())),
+                      _short_error(r["last_error"]))
     console.print(table, markup=False)
+
+
+#: Enough of an error to tell a timeout from a refusal; `--json` has all of it.
+_ERROR_CHARS = 120
+
+
+def _short_error(error: str | None) -> str:
+    if not error:
+        return "—"
+    # A bank's text may quote an account number.
+    text = redact(" ".join(error.split()))
+    return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS - 1] + "…"
 
 
 def _batch_json(b: Any, states: dict[str, int]) -> dict[str, Any]:
@@ -227,7 +252,8 @@ def rerun(
                     "to_send": result.to_send, "to_reapprove": result.to_reapprove,
                     "untouched": result.untouched})
         return
-    console.print(f"batch {result.msg_id}: {len(result.to_send)} payment(s) will be sent "
-                  f"again, {len(result.to_reapprove)} need approval again (amount or payee "
-                  "changed); untouched: " + (", ".join(
-                      f"{n} {st}" for st, n in sorted(result.untouched.items())) or "none"))
+    console.print(_("batch {msg_id}: {send} payment(s) will be sent again, {reapprove} need "
+                    "approval again (amount or payee changed); untouched: {untouched}").format(
+        msg_id=result.msg_id, send=len(result.to_send), reapprove=len(result.to_reapprove),
+        untouched=", ".join(f"{n} {st}" for st, n in sorted(result.untouched.items()))
+        or _("none")))

@@ -12,6 +12,7 @@ from rich.table import Table
 from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
+from yinqi.i18n import _, pgettext
 from yinqi.identifiers import mask
 from yinqi.security.masking import redact, redact_deep
 from yinqi.store.migrate import ensure_current
@@ -59,10 +60,13 @@ def import_statements(
         if result.quarantined:
             raise typer.Exit(1)
         return
-    console.print(f"{file}: {len(result.accepted)} accepted, {len(result.quarantined)} "
-                  f"quarantined, {len(result.duplicates)} already received")
+    console.print(_("{file}: {accepted} accepted, {quarantined} quarantined, {duplicates} "
+                    "already received").format(file=file, accepted=len(result.accepted),
+                                               quarantined=len(result.quarantined),
+                                               duplicates=len(result.duplicates)))
     for pk, why in result.quarantined:
-        console.print(f"  statement #{pk} quarantined: {why}", markup=False)
+        console.print("  " + _("statement #{id} quarantined: {reason}").format(id=pk, reason=why),
+                      markup=False)
     if result.quarantined:
         raise typer.Exit(1)
 
@@ -85,9 +89,10 @@ def fetch(
     if json_out:
         print_json({**_intake_json(result.intake), "errors": result.errors})
     else:
-        console.print(f"{len(result.intake.accepted)} statement(s) accepted, "
-                      f"{len(result.intake.quarantined)} quarantined, "
-                      f"{len(result.intake.duplicates)} already received")
+        console.print(_("{accepted} statement(s) accepted, {quarantined} quarantined, "
+                        "{duplicates} already received").format(
+            accepted=len(result.intake.accepted), quarantined=len(result.intake.quarantined),
+            duplicates=len(result.intake.duplicates)))
         for e in result.errors:
             console.print(f"  {e}", markup=False)
     if result.errors or result.intake.quarantined:
@@ -112,11 +117,14 @@ def run(
     if json_out:
         print_json(summary.as_json())
         return
-    console.print(f"{day0}..{day1}: {summary.lines} line(s), {summary.payments} payment(s); "
-                  f"matched {summary.matched_lines} line(s) ({summary.match_rate:.1%}), "
-                  f"reconciled {summary.reconciled}, returned {summary.returned}, "
-                  f"{summary.new_exceptions} new exception(s)")
-    console.print("by rule: " + ", ".join(f"{k} {v}" for k, v in summary.matches.items()))
+    console.print(_("{first}..{last}: {lines} line(s), {payments} payment(s); matched "
+                    "{matched} line(s) ({rate:.1%}), reconciled {reconciled}, returned "
+                    "{returned}, {exceptions} new exception(s)").format(
+        first=day0, last=day1, lines=summary.lines, payments=summary.payments,
+        matched=summary.matched_lines, rate=summary.match_rate, reconciled=summary.reconciled,
+        returned=summary.returned, exceptions=summary.new_exceptions))
+    console.print(_("by rule: {rules}").format(
+        rules=", ".join(f"{k} {v}" for k, v in summary.matches.items())))
 
 
 @app.command("report")
@@ -144,9 +152,10 @@ def report(
         print_json([{**r.as_json(), **named.get(r.account, {}), "account": mask(r.account)}
                     for r in rows])
         return
-    table = Table("bank", "name", "account", "ccy", "opening", "closing", "ledger",
-                  "difference", "lines", "matched", "unmatched", "payments", "reconciled",
-                  "exceptions", title=f"Reconciliation {the_day}")
+    table = Table(_("bank"), pgettext("account", "name"), _("account"), _("ccy"), _("opening"),
+                  _("closing"), _("ledger"), _("difference"), _("lines"), _("matched"),
+                  _("unmatched"), _("payments"), _("reconciled"), _("exceptions"),
+                  title=_("Reconciliation {day}").format(day=the_day))
     for r in rows:
         label = named.get(r.account, {})
         table.add_row(label.get("bank", ""), label.get("account_name", ""), mask(r.account),
@@ -156,7 +165,7 @@ def report(
                       str(r.payments), str(r.payments_reconciled), str(r.open_exceptions))
     console.print(table, markup=False)
     if xlsx is not None:
-        console.print(f"written: {xlsx}")
+        console.print(_("written: {path}").format(path=xlsx))
 
 
 @exceptions_app.command("list")
@@ -172,8 +181,9 @@ def exceptions_list(
     if json_out:
         print_json([{**r, "account": mask(r["account"])} for r in rows])
         return
-    table = Table("id", "side", "account", "day", "amount", "counterparty", "reference",
-                  "suggestions", title=f"{len(rows)} {status} exception(s)")
+    table = Table(_("id"), _("side"), _("account"), _("day"), _("amount"), _("counterparty"),
+                  _("reference"), _("suggestions"),
+                  title=_("{count} {status} exception(s)").format(count=len(rows), status=status))
     for r in rows:
         table.add_row(str(r["id"]), r["side"], mask(r["account"]), str(r["day"]),
                       f"{r['amount']} {r['currency']}", r["counterparty"] or "",
@@ -195,7 +205,8 @@ def exceptions_confirm(
 
     match_id = confirm(_app(ctx), exception_id, candidate=candidate, actor=acting_as(ctx, user),
                        note=note)
-    console.print(f"exception #{exception_id}: matched (match #{match_id})")
+    console.print(_("exception #{id}: matched (match #{match})").format(id=exception_id,
+                                                                         match=match_id))
 
 
 @exceptions_app.command("rematch")
@@ -212,7 +223,7 @@ def exceptions_rematch(
     match_id = match_by_hand(_app(ctx), payment_ids=payment, line_ids=line,
                              actor=acting_as(ctx, user),
                              note=note)
-    console.print(f"matched by hand (match #{match_id})")
+    console.print(_("matched by hand (match #{match})").format(match=match_id))
 
 
 @exceptions_app.command("write-off")
@@ -226,7 +237,7 @@ def exceptions_write_off(
     from yinqi.recon import write_off
 
     write_off(_app(ctx), exception_id, actor=acting_as(ctx, user), reason=reason)
-    console.print(f"exception #{exception_id}: written off")
+    console.print(_("exception #{id}: written off").format(id=exception_id))
 
 
 def show_statement(
@@ -253,12 +264,16 @@ def show_statement(
     if json_out:
         print_json({**head, "checks": checks})
         return
-    console.print(f"statement #{head['statement']} {head['statement_id']} ({head['kind']}) of "
-                  f"{head['account']} {head['currency']}: {head['lines']} line(s), "
-                  f"{head['status'].upper()}", markup=False)
+    console.print(_("statement #{id} {statement_id} ({kind}) of {account} {currency}: {lines} "
+                    "line(s), {status}").format(
+        id=head["statement"], statement_id=head["statement_id"], kind=head["kind"],
+        account=head["account"], currency=head["currency"], lines=head["lines"],
+        status=head["status"].upper()), markup=False)
     for name, verdict in (checks.get("checks") or {}).items():
         console.print(f"  {name}: {verdict}", markup=False)
     for f in checks.get("failures", []):
-        console.print(f"  FAILED {f['check']}: {f['message']}", markup=False)
+        console.print("  " + _("FAILED {check}: {message}").format(check=f["check"],
+                                                                    message=f["message"]),
+                      markup=False)
     if head["status"] != "accepted":
         raise typer.Exit(1)

@@ -15,6 +15,7 @@ from rich.table import Table
 from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, err_console, print_json
+from yinqi.i18n import _, pgettext
 from yinqi.store import risk_decisions
 from yinqi.store.migrate import ensure_current
 
@@ -44,10 +45,11 @@ def hits(
         print_json({"count": len(rows), "hits": rows})
         return
     if not rows:
-        console.print("no risk hits" + (" open" if open_only else ""))
+        console.print(_("no risk hits open") if open_only else _("no risk hits"))
         return
-    table = Table(title=f"{len(rows)} risk hit(s), newest first")
-    for column in ("id", "rule", "action", "status", "payment", "what", "when"):
+    table = Table(title=_("{count} risk hit(s), newest first").format(count=len(rows)))
+    for column in (_("id"), _("rule"), _("action"), _("status"), _("payment"), _("what"),
+                   _("when")):
         table.add_column(column)
     for h in rows:
         table.add_row(str(h["id"]), h["rule"], h["action"], _status(h),
@@ -70,17 +72,20 @@ def freezes(
         print_json({"count": len(rows), "freezes": rows})
         return
     if not rows:
-        console.print("no freezes" + (" active" if active else ""))
+        console.print(_("no freezes active") if active else _("no freezes"))
         return
-    table = Table(title=f"{len(rows)} freeze(s), newest first")
-    for column in ("id", "subject", "rule", "status", "frozen by", "lifting", "reason"):
+    table = Table(title=_("{count} freeze(s), newest first").format(count=len(rows)))
+    for column in (_("id"), pgettext("freeze", "subject"), _("rule"), _("status"),
+                   _("frozen by"), _("lifting"), _("reason")):
         table.add_column(column)
     for f in rows:
         lifting = ""
         if f["lifted_by"]:
-            lifting = f"lifted by {f['unfreeze_requested_by']} + {f['lifted_by']}"
+            lifting = _("lifted by {first} + {second}").format(
+                first=f["unfreeze_requested_by"], second=f["lifted_by"])
         elif f["unfreeze_requested_by"]:
-            lifting = f"asked by {f['unfreeze_requested_by']}, needs a second person"
+            lifting = _("asked by {user}, needs a second person").format(
+                user=f["unfreeze_requested_by"])
         table.add_row(str(f["id"]), f["subject"] or f"{f['subject_type']} {f['subject_id']}",
                       f["rule"], f["status"], f["frozen_by"], lifting, f["reason"])
     console.print(table, markup=False)
@@ -188,7 +193,8 @@ def _report(outcome: risk_decisions.Outcome, json_out: bool) -> None:
     elif outcome.ok:
         console.print(outcome.message, markup=False, soft_wrap=True)
     else:
-        err_console.print(f"refused: {outcome.refused}", markup=False, soft_wrap=True)
+        err_console.print(_("refused: {reason}").format(reason=outcome.refused), markup=False,
+                          soft_wrap=True)
     if not outcome.ok:
         raise typer.Exit(1)
 
@@ -196,7 +202,7 @@ def _report(outcome: risk_decisions.Outcome, json_out: bool) -> None:
 def _status(hit: dict[str, Any]) -> str:
     if hit["status"] == "open" or not hit["resolved_by"]:
         return hit["status"]
-    return f"{hit['status']} by {hit['resolved_by']}"
+    return _("{status} by {user}").format(status=hit["status"], user=hit["resolved_by"])
 
 
 def _app(ctx: typer.Context) -> App:

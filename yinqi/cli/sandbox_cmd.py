@@ -11,6 +11,7 @@ import typer
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console
+from yinqi.i18n import _
 
 app = typer.Typer(help="The sandbox bank: a real mTLS bank server for demos and tests.",
                   no_args_is_help=True)
@@ -36,7 +37,8 @@ def serve(
     from connectors.sandbox.runner import serve as run
 
     state = _state_dir(ctx, state_dir)
-    console.print(f"sandbox bank on https://{host}:{port} (state in {state}); Ctrl-C stops it")
+    console.print(_("sandbox bank on {url} (state in {state}); Ctrl-C stops it").format(
+        url=f"https://{host}:{port}", state=state))
     run(config, host=host, port=port, state_dir=state)
 
 
@@ -71,7 +73,7 @@ def enrol(yinqi: App, config: Path | None, state: Path) -> list[str]:
     for code, bank in sorted(yinqi.config.banks.items()):
         sandbox_code = _sandbox_code(str(bank.endpoint), running.sandbox.banks)
         if sandbox_code is None:
-            done.append(f"{code}: not a sandbox bank here, skipped")
+            done.append(_("{bank}: not a sandbox bank here, skipped").format(bank=code))
             continue
         done += _channel(yinqi, state, code)
         done += _register(state, code, sandbox_code, keys)
@@ -120,17 +122,18 @@ def reissue_channel(yinqi: App, state: Path, code: str, *, actor: str) -> list[s
 
     if not is_sandbox_bank(yinqi, code, state):
         raise typer.BadParameter(f"{code} is not a sandbox bank in {state}")
-    cert_path, _ = channels.paths(yinqi, code)
-    _, csr = channels.start_rotation(yinqi, code)
+    cert_path = channels.paths(yinqi, code)[0]
+    csr = channels.start_rotation(yinqi, code)[1]
     issued = cert_path.with_name(f".{cert_path.stem}.issued")
     try:
         fp = certify_csr(state, csr, issued)
-        _, changes = channels.install(yinqi, code, cert=issued, actor=actor,
-                                      action="key.rotated")
+        changes = channels.install(yinqi, code, cert=issued, actor=actor,
+                                   action="key.rotated")[1]
     finally:
         issued.unlink(missing_ok=True)
-    return [f"{code}: new channel certificate {fp[:16]}... issued by the sandbox CA"] + \
-        [f"{code}: wrote {c}" for c in changes]
+    return [_("{bank}: new channel certificate {fingerprint}... issued by the sandbox "
+              "CA").format(bank=code, fingerprint=fp[:16])] + \
+        [_("{bank}: wrote {path}").format(bank=code, path=c) for c in changes]
 
 
 def _sandbox_banks(state: Path) -> set[str]:
@@ -166,11 +169,12 @@ def _channel(yinqi: App, state: Path, code: str) -> list[str]:
     cert, key = channels.paths(yinqi, code)
     if cert.exists() and key.exists():
         if encrypt_key_file(key, yinqi.master_secret):
-            return [f"{code}: encrypted the channel key {key}"]
+            return [_("{bank}: encrypted the channel key {key}").format(bank=code, key=key)]
         return []
     csr = create_tls_client_key(key, yinqi.master_secret, channels.common_name(yinqi, code))
     certify_csr(state, csr, cert)
-    return [f"{code}: issued channel certificate {cert} (key encrypted, {key})"]
+    return [_("{bank}: issued channel certificate {cert} (key encrypted, {key})").format(
+        bank=code, cert=cert, key=key)]
 
 
 def _register(state: Path, code: str, sandbox_code: str,
@@ -186,7 +190,7 @@ def _register(state: Path, code: str, sandbox_code: str,
             write_public_file(target, pem)
             added.append(key_id)
     if not added:
-        return [f"{code}: signing certificates already registered with sandbox bank "
-                f"{sandbox_code}"]
-    return [f"{code}: signing certificate {', '.join(added)} registered with sandbox bank "
-            f"{sandbox_code}"]
+        return [_("{bank}: signing certificates already registered with sandbox bank "
+                  "{sandbox}").format(bank=code, sandbox=sandbox_code)]
+    return [_("{bank}: signing certificate {keys} registered with sandbox bank "
+              "{sandbox}").format(bank=code, keys=", ".join(added), sandbox=sandbox_code)]

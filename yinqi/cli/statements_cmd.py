@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from yinqi.bankdata import Statement
 from yinqi.cli.output import console, print_json
+from yinqi.i18n import _
 from yinqi.security.masking import mask_account, redact
 from connectors.statement_files import parse_file
 
@@ -52,10 +53,11 @@ def parse(
     for s in statements:
         opening = s.opening_balance.amount if s.opening_balance else "—"
         closing = s.closing_balance.amount if s.closing_balance else "—"
-        console.print(f"{s.kind} {redact(s.statement_id or '')} account "
-                      f"{mask_account(s.account)} {s.currency}: "
-                      f"{len(s.lines)} entries, opening {opening}, closing {closing}",
-                      markup=False)
+        console.print(_("{kind} {statement_id} account {account} {currency}: {entries} entries, "
+                        "opening {opening}, closing {closing}").format(
+            kind=s.kind, statement_id=redact(s.statement_id or ""),
+            account=mask_account(s.account), currency=s.currency, entries=len(s.lines),
+            opening=opening, closing=closing), markup=False)
         for w in s.warnings:
             # The file's own text: shown as it is, never read as console markup.
-            console.print(f"  [yellow]warning:[/] {escape(w)}", markup=True)
+            console.print(f"  [yellow]{escape(_('warning:'))}[/] {escape(w)}", markup=True)

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.cells import cell_len
 
 from yinqi.bootstrap import App
 from yinqi.cli.output import console, print_json
+from yinqi.i18n import _
 
 if TYPE_CHECKING:
     from yinqi.ops.control import Status
@@ -41,22 +43,23 @@ def _prepare(app: App, sandbox: bool) -> SandboxPlan | None:
     from yinqi.ops.plan import sandbox_plan
 
     if not _initialised(app):
-        _say(f"initialising {app.settings.home} (yinqi init)")
+        _say(_("initialising {home} (yinqi init)").format(home=app.settings.home))
         for change in run_init(app):
-            _say(f"  created {change}")
+            _say("  " + _("created {what}").format(what=change))
     if not sandbox:
-        _say("sandbox bank: not started (--no-sandbox)")
+        _say(_("sandbox bank: not started (--no-sandbox)"))
         return None
     banks = app.config.banks
-    sandbox_config, _ = load_sandbox_config(None)
+    sandbox_config = load_sandbox_config(None)[0]
     plan = sandbox_plan({code: str(bank.endpoint) for code, bank in banks.items()},
                         set(sandbox_config.banks))
     for code in plan.elsewhere:
-        _say(f"bank {code}: {banks[code].endpoint} is not the sandbox's; nothing started for it")
+        _say(_("bank {bank}: {endpoint} is not the sandbox's; nothing started for it").format(
+            bank=code, endpoint=banks[code].endpoint))
     if not plan.ports:
         return None
     for line in enrol(app, None, app.settings.home / "sandbox"):
-        _say(f"sandbox bank: {line}")
+        _say(_("sandbox bank: {line}").format(line=line))
     return plan
 
 
@@ -104,7 +107,7 @@ def up(
             stopper.restore()
     finally:
         lock.release()
-    _say("everything stopped")
+    _say(_("everything stopped"))
 
 
 def _paths(home: Path) -> RunPaths:
@@ -148,26 +151,36 @@ def _print_status(report: Status) -> None:
         for problem in report.problems:
             _say(problem)
         return
-    state = "running" if report.running else "NOT running"
-    _say(f"yinqi up: {state} (pid {report.pid}, since {report.started_at})")
-    health = "healthy" if report.healthy else "NOT answering"
-    _say(f"  Prefect UI:  {report.ui_url} (API {health}; {report.prefect_database})")
+    state = _("running") if report.running else _("NOT running")
+    _say(_("yinqi up: {state} (pid {pid}, since {since})").format(
+        state=state, pid=report.pid, since=report.started_at))
+    health = _("healthy") if report.healthy else _("NOT answering")
+    _say("  " + _("Prefect UI:  {url} (API {health}; {database})").format(
+        url=report.ui_url, health=health, database=report.prefect_database))
     for proc in report.processes:
-        alive = "alive" if proc["alive"] else "DEAD"
-        _say(f"  {proc['name']:<16} pid {proc['pid']:<8} {alive:<6} "
+        alive = _("alive") if proc["alive"] else _("DEAD")
+        _say(f"  {proc['name']:<16} pid {proc['pid']:<8} {_pad(alive, 6)} "
              f"{proc['url'] or ''}".rstrip())
     if report.intake_folder:
-        _say(f"  intake folder: {report.intake_folder}")
+        _say("  " + _("intake folder: {folder}").format(folder=report.intake_folder))
     if report.deployments:
-        _say(f"deployments ({len(report.deployments)}):")
+        _say(_("deployments ({count}):").format(count=len(report.deployments)))
         for d in report.deployments:
-            _say(f"  {d['name']}: {', '.join(d['schedules']) or 'run from the UI'}"
-                 + ("" if d["served"] else " (not served by this yinqi up)")
-                 + (" (paused)" if d["paused"] else ""))
+            _say(f"  {d['name']}: {', '.join(d['schedules']) or _('run from the UI')}"
+                 + ("" if d["served"] else _(" (not served by this yinqi up)"))
+                 + (_(" (paused)") if d["paused"] else ""))
             if d["next_run"]:
-                _say(f"    next  {d['next_run']['expected_start']}  {d['next_run']['url']}")
+                _say("    " + _("next  {start}  {url}").format(
+                    start=d["next_run"]["expected_start"], url=d["next_run"]["url"]))
             if d["last_run"]:
                 last = d["last_run"]
-                _say(f"    last  {last['state']} {last['expected_start']}  {last['url']}")
+                # The run's state is Prefect's name for it (Completed, Failed): not translated.
+                _say("    " + _("last  {state} {start}  {url}").format(
+                    state=last["state"], start=last["expected_start"], url=last["url"]))
     for problem in report.problems:
-        _say(f"problem: {problem}")
+        _say(_("problem: {problem}").format(problem=problem))
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (a Chinese character takes two)."""
+    return text + " " * max(0, width - cell_len(text))

@@ -20,6 +20,7 @@ from yinqi.bootstrap import App
 from yinqi.cli import access
 from yinqi.cli.output import console, err_console, print_json
 from yinqi.errors import InvalidValue, SecurityError
+from yinqi.i18n import _, pgettext
 from yinqi.security.rbac import Actor
 from yinqi.store import auth
 from yinqi.store.migrate import ensure_current
@@ -47,7 +48,7 @@ def _password(from_stdin: bool, *, confirm: bool) -> str:
         if not line:
             raise InvalidValue("--password-stdin: standard input is empty")
         return line.rstrip("\r\n")
-    return str(typer.prompt("password", hide_input=True, confirmation_prompt=confirm))
+    return str(typer.prompt(_("password"), hide_input=True, confirmation_prompt=confirm))
 
 
 def _session_lifetime(yinqi: App) -> timedelta:
@@ -58,8 +59,8 @@ def _show_uri(username: str, uri: str | None) -> None:
     if uri is None:
         return
     # The URI holds the authenticator secret: shown here once, stored only encrypted.
-    console.print(f"authenticator for {username} (shown once: add it to the authenticator "
-                  "app now, e.g. as a QR code):", markup=False)
+    console.print(_("authenticator for {user} (shown once: add it to the authenticator app "
+                    "now, e.g. as a QR code):").format(user=username), markup=False)
     console.print(uri, markup=False, soft_wrap=True)
 
 
@@ -82,9 +83,9 @@ def login(
 ) -> None:
     """Log in with your password and one-time code; the session lasts 8 hours."""
     yinqi = _app(ctx)
-    name = (username or str(typer.prompt("user name", default=access.os_user()))).strip()
+    name = (username or str(typer.prompt(_("user name"), default=access.os_user()))).strip()
     password = _password(password_stdin, confirm=False)
-    code = code if code is not None else str(typer.prompt("one-time code"))
+    code = code if code is not None else str(typer.prompt(_("one-time code")))
     with yinqi.sessions.begin() as session:
         outcome = auth.login(session, yinqi.audit, yinqi.field_cipher, yinqi.config.risk_rules,
                              username=name, password=password, code=code,
@@ -100,11 +101,13 @@ def login(
                     "risk": [{"rule": r.rule, "action": r.action, "message": r.message}
                              for r in outcome.risk]})
         return
-    console.print(f"logged in as {actor.describe()} from {actor.origin} until "
-                  f"{actor.expires_at:%Y-%m-%d %H:%M} UTC; session in {path}", markup=False)
+    console.print(_("logged in as {user} from {origin} until {until:%Y-%m-%d %H:%M} UTC; "
+                    "session in {path}").format(user=actor.describe(), origin=actor.origin,
+                                                until=actor.expires_at, path=path),
+                  markup=False)
     for r in outcome.risk:
-        err_console.print(f"risk: {r.rule} ({r.action}): {r.message}", markup=False,
-                          soft_wrap=True)
+        err_console.print(_("risk: {rule} ({action}): {message}").format(
+            rule=r.rule, action=r.action, message=r.message), markup=False, soft_wrap=True)
 
 
 def logout(ctx: typer.Context) -> None:
@@ -113,14 +116,14 @@ def logout(ctx: typer.Context) -> None:
     from_env = bool(os.environ.get(access.SESSION_ENV, "").strip())
     token = access.session_token(yinqi)
     if token is None:
-        console.print("nobody is logged in here")
+        console.print(_("nobody is logged in here"))
         return
     ensure_current(yinqi.engine)
     with yinqi.sessions.begin() as session:
         ended = auth.logout(session, yinqi.audit, token, _now())
     if not from_env:
         access.token_file(yinqi).unlink(missing_ok=True)
-    console.print("logged out" if ended else "the session was already over; token removed")
+    console.print(_("logged out") if ended else _("the session was already over; token removed"))
 
 
 def whoami(ctx: typer.Context, json_out: bool = _JSON) -> None:
@@ -141,23 +144,23 @@ def whoami(ctx: typer.Context, json_out: bool = _JSON) -> None:
             actor = found
     if actor is None and not access.installation_armed(yinqi):
         actor = access.service_actor()
-        note = "no user has a password yet: commands run as the service identity"
+        note = _("no user has a password yet: commands run as the service identity")
     else:
         note = ""
     if actor is None:
         if json_out:
             print_json({"user": None})
         else:
-            console.print("nobody is logged in (yinqi login)")
+            console.print(_("nobody is logged in (yinqi login)"))
         raise typer.Exit(1)
     if json_out:
         print_json({**_actor_json(actor), **({"note": note} if note else {})})
         return
     line = actor.describe()
     if actor.origin:
-        line += f", from {actor.origin}"
+        line += _(", from {origin}").format(origin=actor.origin)
     if actor.expires_at:
-        line += f", until {actor.expires_at:%Y-%m-%d %H:%M} UTC"
+        line += _(", until {until:%Y-%m-%d %H:%M} UTC").format(until=actor.expires_at)
     console.print(line + (f" ({note})" if note else ""), markup=False)
 
 
@@ -177,15 +180,18 @@ def list_users(ctx: typer.Context, json_out: bool = _JSON) -> None:
     if json_out:
         print_json(rows)
         return
-    table = Table("user", "name", "roles", "password", "authenticator", "locked until",
-                  "frozen", "last login", title=f"{len(rows)} user(s)")
+    table = Table(_("user"), pgettext("person", "name"), _("roles"), _("password"),
+                  _("authenticator"), _("locked until"), _("frozen"), _("last login"),
+                  title=_("{count} user(s)").format(count=len(rows)))
     for r in rows:
-        table.add_row(r["username"] + ("" if r["active"] else " (inactive)"), r["display_name"],
-                      ", ".join(r["roles"]), "set" if r["password"] else "—",
-                      "confirmed" if r["totp_enrolled"] else "not confirmed",
+        table.add_row(r["username"] + ("" if r["active"] else " " + _("(inactive)")),
+                      r["display_name"], ", ".join(r["roles"]),
+                      _("set") if r["password"] else "—",
+                      _("confirmed") if r["totp_enrolled"] else _("not confirmed"),
                       f"{r['locked_until']:%Y-%m-%d %H:%M}" if r["locked_until"] else "",
                       r["frozen"] or "",
-                      f"{r['last_login_at']:%Y-%m-%d %H:%M}" if r["last_login_at"] else "never")
+                      f"{r['last_login_at']:%Y-%m-%d %H:%M}" if r["last_login_at"]
+                      else _("never"))
     console.print(table, markup=False)
 
 
@@ -209,8 +215,8 @@ def add(
     if json_out:
         print_json({**created, "otpauth_uri": uri})
         return
-    console.print(f"user {created['username']} created ({', '.join(created['roles'])})",
-                  markup=False)
+    console.print(_("user {user} created ({roles})").format(
+        user=created["username"], roles=", ".join(created["roles"])), markup=False)
     _show_uri(created["username"], uri)
 
 
@@ -237,8 +243,9 @@ def set_password(
         print_json({"username": done.username, "first": done.first,
                     "sessions_ended": done.sessions_ended, "otpauth_uri": done.otpauth_uri})
         return
-    console.print(f"password of {done.username} set"
-                  + (f"; {done.sessions_ended} session(s) ended" if done.sessions_ended else ""),
+    console.print(_("password of {user} set").format(user=done.username)
+                  + (_("; {count} session(s) ended").format(count=done.sessions_ended)
+                     if done.sessions_ended else ""),
                   markup=False)
     _show_uri(done.username, done.otpauth_uri)
 
@@ -264,8 +271,9 @@ def unlock(ctx: typer.Context, username: str = typer.Argument(...)) -> None:
     yinqi = _app(ctx)
     with yinqi.sessions.begin() as session:
         was = auth.unlock(session, yinqi.audit, username=username, actor=_who(ctx), now=_now())
-    console.print(f"{username} unlocked" if was else f"{username} was not locked; failure "
-                                                      "count reset", markup=False)
+    console.print((_("{user} unlocked") if was else
+                   _("{user} was not locked; failure count reset")).format(user=username),
+                  markup=False)
 
 
 @app.command("sessions")
@@ -279,8 +287,8 @@ def sessions(ctx: typer.Context,
     if json_out:
         print_json(rows)
         return
-    table = Table("id", "user", "origin", "client", "since", "until", "state",
-                  title=f"{len(rows)} session(s)")
+    table = Table(_("id"), _("user"), _("origin"), _("client"), _("since"), _("until"),
+                  _("state"), title=_("{count} session(s)").format(count=len(rows)))
     for r in rows:
         table.add_row(str(r["id"]), r["username"], r["origin"], r["client"],
                       f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['expires_at']:%Y-%m-%d %H:%M}",

@@ -12,6 +12,7 @@ from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
 from yinqi.cli.output import console, print_json
 from yinqi.errors import InvalidValue
+from yinqi.i18n import _
 from yinqi.store.intake import ImportSummary, import_vouchers, own_accounts
 from yinqi.store.migrate import ensure_current
 from yinqi.vouchers import DEFAULT_MAPPING, ColumnMapping, load_mappings, read_rows, validate_rows
@@ -94,18 +95,21 @@ def import_(
         print_json(summary_json(file, summary))
         return
     if summary.already_imported:
-        console.print(f"{file}: already imported (import #{summary.import_file_id}); "
-                      f"nothing new, {len(summary.duplicates)} rows are duplicates")
+        console.print(_("{file}: already imported (import #{id}); nothing new, {duplicates} "
+                        "rows are duplicates").format(file=file, id=summary.import_file_id,
+                                                      duplicates=len(summary.duplicates)))
         return
-    console.print(f"{file}: {summary.accepted} accepted ({len(summary.payment_ids)} payments "
-                  f"pending approval), {len(summary.quarantined)} quarantined, "
-                  f"{len(summary.duplicates)} duplicates")
+    console.print(_("{file}: {accepted} accepted ({payments} payments pending approval), "
+                    "{quarantined} quarantined, {duplicates} duplicates").format(
+        file=file, accepted=summary.accepted, payments=len(summary.payment_ids),
+        quarantined=len(summary.quarantined), duplicates=len(summary.duplicates)))
     if summary.quarantined:
-        table = Table("row", "reason", title="Quarantined rows")
+        table = Table(_("row"), _("reason"), title=_("Quarantined rows"))
         for row, reason in summary.quarantined:
             table.add_row(str(row), reason)
         console.print(table, markup=False)
     if summary.duplicates:
-        console.print("duplicates (already received): "
-                      + ", ".join(f"row {row} {ref}" for row, ref in summary.duplicates[:20])
+        listed = ", ".join(_("row {row} {ref}").format(row=row, ref=ref)
+                           for row, ref in summary.duplicates[:20])
+        console.print(_("duplicates (already received): {rows}").format(rows=listed)
                       + (" ..." if len(summary.duplicates) > 20 else ""), markup=False)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from yinqi.bootstrap import App
 from yinqi.exports import write_xlsx
+from yinqi.i18n import _
 from yinqi.identifiers import mask
 from yinqi.money import Money
 from yinqi.store.models import BankAccount, Batch, Payment, ReconException, ReconMatchItem
@@ -135,10 +136,11 @@ def as_markdown(rows: Sequence[AccountDay], day: date,
         return escape_markdown(account_label(label["bank"], label["account_name"], number)
                                if label else mask(number))
 
-    out = [f"## Reconciliation {day.isoformat()}", "",
-           "| account | ccy | opening | closing | ledger | difference | lines | matched | "
-           "unmatched | payments | reconciled | exceptions |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    titles = (_("account"), _("ccy"), _("opening"), _("closing"), _("ledger"), _("difference"),
+              _("lines"), _("matched"), _("unmatched"), _("payments"), _("reconciled"),
+              _("exceptions"))
+    out = ["## " + _("Reconciliation {day}").format(day=day.isoformat()), "",
+           "| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
     for r in rows:
         out.append(f"| {shown(r.account)} | {r.currency} | {r.bank_opening or '—'} | "
                    f"{r.bank_closing or '—'} | {r.ledger_balance or '—'} | "
@@ -167,8 +169,28 @@ def export_xlsx(app: App, rows: Sequence[AccountDay], path: Path) -> Path:
     exceptions = [{**e, **named.get(e["account"], {}), "account": mask(e["account"]),
                    "amount": Decimal(e["amount"])} for e in list_exceptions(app)]
     return write_xlsx(path, {
-        "reconciliation": (["bank", "account_name", *COLUMNS], report),
-        "exceptions": (["id", "side", "bank", "account_name", "account", "day", "amount",
-                        "currency", "counterparty",
-                        "reference", "candidates", "status"], exceptions),
-    })
+        _("reconciliation"): (["bank", "account_name", *COLUMNS], report),
+        _("exceptions"): (["id", "side", "bank", "account_name", "account", "day", "amount",
+                           "currency", "counterparty",
+                           "reference", "candidates", "status"], exceptions),
+    }, titles=_workbook_titles())
+
+
+def _workbook_titles() -> dict[str, str]:
+    """The workbook's column titles in the current language; in English they are the keys,
+    as spreadsheets built on earlier exports look them up."""
+    return {
+        "account": _("account"), "account_name": _("account_name"), "amount": _("amount"),
+        "bank": _("bank"), "bank_closing": _("bank_closing"), "bank_opening": _("bank_opening"),
+        "candidates": _("candidates"), "counterparty": _("counterparty"),
+        "currency": _("currency"), "day": _("day"), "difference": _("difference"),
+        "id": _("id"), "ledger_balance": _("ledger_balance"), "lines": _("lines"),
+        "matched_amount": _("matched_amount"), "matched_lines": _("matched_lines"),
+        "open_exceptions": _("open_exceptions"), "payments": _("payments"),
+        "payments_reconciled": _("payments_reconciled"),
+        "payments_returned": _("payments_returned"),
+        "payments_unmatched": _("payments_unmatched"),
+        "quarantined_statements": _("quarantined_statements"), "reference": _("reference"),
+        "side": _("side"), "status": _("status"), "unmatched_amount": _("unmatched_amount"),
+        "unmatched_lines": _("unmatched_lines"), "written_off_lines": _("written_off_lines"),
+    }
