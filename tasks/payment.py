@@ -51,16 +51,26 @@ def import_vouchers(path: str, mapping: str, source: str, imported_by: str) -> d
 @task(name="Check approvals", **RETRYING)
 @timed
 def pending_approvals() -> dict[str, Any]:
+    """What waits for approvers, with the description their form in the UI shows."""
+    from yinqi.approvals import approval_form_description
+    from yinqi.states import PaymentState
     from yinqi.store import approvals
+    from yinqi.store.models import BankAccount
 
     yinqi = app()
     with yinqi.sessions() as s:
         rows = approvals.pending(s, yinqi.config.approval_policy, now=datetime.now(UTC))
+        waiting = select(Payment.debtor_account_id).where(
+            Payment.state == PaymentState.PENDING_APPROVAL.value)
+        payers = [(bank, number, currency) for bank, number, currency in s.execute(
+            select(BankAccount.bank, BankAccount.number, BankAccount.currency)
+            .where(BankAccount.id.in_(waiting)))] if rows else []
     by_role: dict[str, int] = {}
     for r in rows:
         by_role[r.next_role or "?"] = by_role.get(r.next_role or "?", 0) + 1
     return {"pending": len(rows), "next_roles": by_role,
-            "payment_ids": [r.payment_id for r in rows]}
+            "payment_ids": [r.payment_id for r in rows],
+            "form": approval_form_description(rows, payers)}
 
 
 @task(name="Escalate overdue approvals", **RETRYING)
@@ -205,14 +215,15 @@ def _pause(poll_seconds: float) -> float:
 
 @task(name="Collect receipts", **RETRYING)
 @timed
-def collect_receipts(limit: int = 5000) -> dict[str, Any]:
+def collect_receipts(limit: int = 5000, lease_seconds: float = 600.0) -> dict[str, Any]:
     from yinqi.pipeline import collect_receipts as collect
 
-    yinqi = app()
+    yinqi, worker = app(), pipeline_worker()
     collected, bad, not_ready, files = 0, 0, 0, []
     with BankPool(yinqi) as banks:
         while True:
-            result = collect(yinqi, banks, limit=limit)
+            result = collect(yinqi, banks, limit=limit, actor=worker,
+                             lease=timedelta(seconds=lease_seconds))
             collected += result.collected
             bad += result.bad_signature
             not_ready = result.not_ready

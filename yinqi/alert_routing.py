@@ -43,6 +43,10 @@ ADVICE: dict[str, str] = {
     "backup.drill_failed": "The restore drill could not restore the newest backup: run `yinqi "
                            "backup verify`, take a full backup now (`yinqi backup create "
                            "--full`), and find out what damaged the backup.",
+    "backup.sending_frozen": "The database was restored from a backup, so payments made after "
+                             "it may already be at the bank: every company account is frozen. "
+                             "Check each account's bank transactions since the backup was "
+                             "taken, then `yinqi backup release ACCOUNT|--all`.",
     "backup.stale": "The newest backup is more than a day and a half old: check that the "
                     "backup-nightly deployment is served and its runs succeed.",
     "backup.unreadable": "A backup's manifest does not authenticate (damaged, or made with "
@@ -61,8 +65,11 @@ ADVICE: dict[str, str] = {
                      "(`yinqi payments fix`) and rerun (`yinqi batches rerun`).",
     "payment.held": "Payments were held before batching (approvals no longer match the "
                     "payment, or maker-checker broken): review and approve again or reject.",
-    "payment.returned": "The bank returned settled payments (退票): check the payee details, "
-                        "then correct and rerun or cancel.",
+    "payment.returned": "The bank returned settled payments (退票): the money is back in the "
+                        "account and the payments are RETURNED, which is final. Ask the bank "
+                        "or the payee why, then pay with a new voucher (new voucher number) "
+                        "carrying the corrected details; the risk screen may hold it as a "
+                        "duplicate of the returned one (`yinqi risk release`).",
     "receipt.bad_signature": "Bank receipts failed their signature check and were not "
                              "stored: ask the bank; do not trust those documents.",
     "security.code_lockout": "A user was locked after repeated wrong one-time codes: confirm "
@@ -91,8 +98,10 @@ ADVICE: dict[str, str] = {
     "risk.repeated_failures": "Repeated failures (bank rejections to one payee, or failed "
                               "logins of one user): find the cause before anything is retried.",
     "risk.new_login_location": "A user logged in from a place not seen before: confirm with "
-                               "the person; end the session (`yinqi users sessions`) if not "
-                               "them.",
+                               "the person (`yinqi users sessions USER` shows where from); "
+                               "if it was not them, end their sessions with a new password "
+                               "(`yinqi users set-password USER`) or authenticator (`yinqi "
+                               "users enrol USER`).",
 }
 
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}

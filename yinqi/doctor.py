@@ -18,6 +18,8 @@ from sqlalchemy import select, text
 
 from yinqi.bootstrap import App
 from yinqi.errors import YinqiError
+from yinqi.ops.errors import OpsError
+from yinqi.ops.state import RunLock, RunPaths, read_state
 from yinqi.security.keystore import file_mode, is_encrypted_pem, load_private_key
 from yinqi.store import migrate
 from yinqi.store.models import Key
@@ -188,20 +190,68 @@ def check_backups(app: App, now: datetime) -> Iterator[Check]:
                     f"({(last.details or {}).get('backup')})")
 
 
-def check_prefect() -> Iterator[Check]:
-    api = os.environ.get("PREFECT_API_URL")
-    if not api:
-        yield Check("prefect api", Status.OK,
-                    "local mode: flows start a temporary server (set PREFECT_API_URL for a shared one)")
+def check_restore_freeze(app: App) -> Iterator[Check]:
+    """Accounts a restore froze and nobody released: nothing is sent from them."""
+    from yinqi.backup.guard import RELEASE, still_frozen
+
+    try:
+        with app.sessions() as session:
+            frozen = still_frozen(session)
+    except Exception:  # noqa: BLE001 - the database check already says what is wrong
         return
+    if not frozen.accounts:
+        return
+    taken = f" (taken {frozen.taken_at[:16].replace('T', ' ')} UTC)" if frozen.taken_at else ""
+    yield Check("sending after restore", Status.FAIL,
+                f"{len(frozen.accounts)} company account(s) frozen since the restore of backup "
+                f"{frozen.backup or '?'}{taken}: "
+                f"{', '.join(f'{a.account} (id {a.account_id})' for a in frozen.accounts)}. "
+                "Nothing new is sent from them. Check each account's transactions at the bank "
+                f"since then, stop what was already paid, then: {RELEASE} (docs/backup.md, "
+                "After a restore)")
+
+
+def check_prefect(home: Path) -> Iterator[Check]:
+    """The Prefect server of PREFECT_API_URL, else the one `yinqi up` runs for ``home``: the
+    operator's shell rarely has PREFECT_API_URL, and `yinqi up` does not set it there."""
+    api = os.environ.get("PREFECT_API_URL", "").strip()
+    if api:
+        yield _prefect_health(api, "is `prefect server start` running?")
+        return
+    paths = RunPaths(home)
+    try:
+        state = read_state(paths.state)
+    except OpsError as exc:
+        yield Check("prefect api", Status.WARN, str(exc))
+        return
+    if state is None:
+        yield Check("prefect api", Status.OK,
+                    "local mode: flows start a temporary server (set PREFECT_API_URL for a "
+                    "shared one, or run `yinqi up`)")
+        return
+    if not (RunLock.held(paths.lock) and RunLock.holder(paths.lock) == state.pid):
+        yield Check("prefect api", Status.WARN,
+                    f"yinqi up (pid {state.pid}) is not running, its {paths.state} is left "
+                    "over: scheduled work does not run; `yinqi down`, then `yinqi up`")
+        return
+    found = _prefect_health(state.api_url, f"`yinqi status`; the server's log is in "
+                                           f"{paths.logs}")
+    if found.status is Status.OK:
+        # Flows started from a shell without it would start a temporary server instead.
+        found = Check(found.name, found.status,
+                      f"{found.detail} (started by `yinqi up`; a shell needs "
+                      f"PREFECT_API_URL={state.api_url} to run flows on it)")
+    yield found
+
+
+def _prefect_health(api: str, what_to_do: str) -> Check:
     try:
         response = httpx.get(api.rstrip("/") + "/health", timeout=3.0)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        yield Check("prefect api", Status.FAIL, f"{api}: not healthy ({type(exc).__name__}); "
-                    "is `prefect server start` running?")
-        return
-    yield Check("prefect api", Status.OK, f"{api} healthy")
+        return Check("prefect api", Status.FAIL,
+                     f"{api}: not healthy ({type(exc).__name__}); {what_to_do}")
+    return Check("prefect api", Status.OK, f"{api} healthy")
 
 
 def check_banks(app: App, now: datetime, timeout: float = 2.0) -> Iterator[Check]:
@@ -251,7 +301,8 @@ def run_checks(app: App, *, now: datetime | None = None) -> list[Check]:
         lambda: check_keys(app, now),
         lambda: check_audit(app),
         lambda: check_backups(app, now),
-        check_prefect,
+        lambda: check_restore_freeze(app),
+        lambda: check_prefect(app.settings.home),
         lambda: check_banks(app, now),
     ]
     results: list[Check] = []

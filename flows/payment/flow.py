@@ -67,7 +67,9 @@ def _approval_gate(timeout: int, poll_interval: int, rounds: int) -> dict[str, A
                        "The same rules as `yinqi approvals approve` apply: maker-checker, one "
                        "level per person, each code works once.",
             description="What this run is waiting for")
-        answer = pause_flow_run(wait_for_input=ApprovalDecision, timeout=timeout,
+        # The form's description is what the approver reads in the UI before deciding.
+        form = ApprovalDecision.with_initial_data(description=gate["form"])
+        answer = pause_flow_run(wait_for_input=form, timeout=timeout,
                                 poll_interval=poll_interval, key=f"approval-{len(answers)}")
         answers.append(t.decide(answer.approver, answer.decision, answer.code, answer.reason,
                                 answer.payment_ids or gate["payment_ids"]))
@@ -84,7 +86,7 @@ def _to_the_bank(max_follow_seconds: float, poll_seconds: float, collect: bool,
     sent = t.send_batches(poll_seconds, lease_seconds)
     followed = t.follow_statuses(batch_ids, max_follow_seconds, poll_seconds, progress,
                                  lease_seconds) if batch_ids else {}
-    receipts = t.collect_receipts() if collect else {}
+    receipts = t.collect_receipts(lease_seconds=lease_seconds) if collect else {}
     summary = t.summarise(batch_ids) if batch_ids else []
     return {"formed": formed, "signed": signed, "sent": sent, "followed": followed,
             "receipts": receipts, "batches": summary}

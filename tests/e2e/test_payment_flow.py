@@ -72,8 +72,32 @@ def _artifacts(flow_run_id: Any) -> dict[str, Any]:
     return {a.key: a for a in found if a.key}
 
 
+def _what_the_approver_sees(world: DemoWorld, paused: Any) -> tuple[str, list[str]]:
+    """The description above the paused run's form, and the Prefect UI lines of `yinqi
+    approvals list` (a separate process, against the same server)."""
+    import os
+
+    from prefect.input.actions import read_flow_run_input
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.cli_support import yinqi
+    from tests.production_support import yinqi_env
+
+    key = paused.state.state_details.run_input_keyset["description"]
+    deadline = time.monotonic() + 30
+    # The run saves its form just after it enters Paused.
+    while (description := read_flow_run_input(key, flow_run_id=paused.id)) is None:
+        assert time.monotonic() < deadline, "the paused run saved no form description"
+        time.sleep(0.2)
+    env = {**{k: v for k, v in os.environ.items() if k != "PREFECT_UI_URL"},
+           **yinqi_env(world.app), "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    listed = yinqi("approvals", "list", env=env).stdout.splitlines()
+    return description, [line for line in listed if line.startswith("Prefect UI: ")]
+
+
 def test_a_paused_run_takes_approvals_from_its_form_and_pays(world: DemoWorld) -> None:
     from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL
 
     from flows.payment import payment_run
 
@@ -97,10 +121,13 @@ def test_a_paused_run_takes_approvals_from_its_form_and_pays(world: DemoWorld) -
         {"approver": "wang.cfo", "decision": "approve", "code": None},
     ]
     flow_run_id = None
+    seen: tuple[str, list[str]] = ("", [])
     for answer in answers:
         paused = _wait_paused(thread)
         if paused is None:
             break
+        if flow_run_id is None:
+            seen = _what_the_approver_sees(world, paused)
         flow_run_id = paused.id
         if answer["code"] is None:
             answer = {**answer, "code": _code(world, answer["approver"], datetime.now(UTC))}
@@ -111,6 +138,15 @@ def test_a_paused_run_takes_approvals_from_its_form_and_pays(world: DemoWorld) -
             time.sleep(0.2)
     thread.join(timeout=300)
     assert "error" not in out, out.get("error")
+    # The form tells the approver what waits and from which accounts (masked); the CLI's
+    # list of pending payments links to the paused run.
+    description, links = seen
+    assert description.startswith("### ") and "payment(s) wait for approval" in description
+    assert "CNY" in description and r"\*\*\*\*" in description
+    assert "1202021209900123456" not in description
+    assert "**6-digit one-time code** is required" in description
+    ui = str(PREFECT_API_URL.value()).removesuffix("/api")
+    assert links == [f"Prefect UI: {ui}/runs/flow-run/{flow_run_id}"]
     result = out["result"]
     decisions = result["approvals"]["answers"]
     assert decisions[0]["refused"] > 0 and decisions[0]["decided"] == 0

@@ -203,7 +203,27 @@ def test_batches_list_shows_each_message_with_its_evidence(ran: Ran) -> None:
                                  "--json", env=ran.env).stdout)
     assert len(completed) == 1 and completed[0]["state"] == "COMPLETED"
     table = yinqi("batches", "list", env=ran.env).stdout
-    assert a["msg_id"] in table and "batch(es)" in table
+    assert a["msg_id"] in table and "batch(es)" in table and "last error" in table
+
+
+def test_batches_list_shows_the_last_error_masked_and_short(ran: Ran) -> None:
+    # What a send left when the bank did not answer, quoting a payee's account.
+    error = (f"bank icbc-sandbox: unavailable (503 'account {AT_ICBC[1]} under maintenance; "
+             "retry later') " + "the next round asks first " * 10)
+    a = ran.batch_of["A"]
+    with ran.app.sessions.begin() as s:
+        s.get(Batch, a).last_error = error
+    try:
+        table = yinqi("batches", "list", env={**ran.env, "COLUMNS": "400"}).stdout
+        data = json.loads(yinqi("batches", "list", "--json", env=ran.env).stdout)
+    finally:
+        with ran.app.sessions.begin() as s:
+            s.get(Batch, a).last_error = None
+    row = next(line for line in table.splitlines() if line.startswith(f"│ {a} "))
+    assert "bank icbc-sandbox: unavailable (503 'account ****" in row
+    assert AT_ICBC[1] not in table and "****" + AT_ICBC[1][-4:] in row
+    assert "…" in row and "the next round asks first " * 3 not in row
+    assert next(r for r in data if r["id"] == a)["last_error"] == error  # --json: all of it
 
 
 # --- yinqi payments list ---------------------------------------------------------------------

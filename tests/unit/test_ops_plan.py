@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from config import load_config, load_settings
 from yinqi.ops.plan import child_env, prefect_database, sandbox_plan
 from yinqi.ops.prefect_api import describe_schedule
@@ -65,6 +67,17 @@ def test_run_links_point_into_the_ui() -> None:
         f"http://127.0.0.1:4311/runs/flow-run/{run}"
     assert run_url(run, env={}) is None
     assert ui_url_of(api_url("127.0.0.1", 4311)) == "http://127.0.0.1:4311"
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:4200", "http://127.0.0.1:4200/",
+                                  "https://corp.example/prefect", "https://corp.example/prefect/"])
+def test_run_links_are_the_ones_prefect_writes(base: str) -> None:
+    from prefect.settings import PREFECT_UI_URL, temporary_settings
+    from prefect.utilities.urls import url_for
+
+    run = "0192f0e1-aaaa-bbbb-cccc-000000000001"
+    with temporary_settings(updates={PREFECT_UI_URL: base}):
+        assert run_url(run, ui_url=base, env={}) == url_for("flow-run", obj_id=run)
 
 
 def test_schedules_read_as_operators_say_them() -> None:

@@ -29,6 +29,7 @@ PERSON_ONLY = [
     "reconcile exceptions write-off", "risk release", "risk reject", "risk freeze",
     "risk unfreeze", "keys rotate", "users list", "users add", "users set-password",
     "users enrol", "users unlock", "users sessions", "receipts show", "archive show",
+    "backup release",
 ]
 #: Routine commands the service identity (cron, Prefect, scripts) may run.
 ROUTINE = [

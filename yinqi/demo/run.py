@@ -40,6 +40,8 @@ class DemoOptions:
     max_follow_seconds: float = 600.0
     prefect: bool = True
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Set by :func:`run_demo`: the payment run's id in Prefect (the summary stays as it was).
+    flow_run_id: str | None = None
 
 
 def prefect_environment(home: Path) -> None:
@@ -88,9 +90,11 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             from tasks.context import use_app
 
             use_app(app)
-            flow_out = payment_run(wait_for_approval=False, poll_seconds=options.poll_seconds,
-                                   max_follow_seconds=options.max_follow_seconds)
-            timing = flow_out["timing"]
+            state = payment_run(wait_for_approval=False, poll_seconds=options.poll_seconds,
+                                max_follow_seconds=options.max_follow_seconds,
+                                return_state=True)
+            options.flow_run_id = str(state.state_details.flow_run_id)
+            timing = state.result()["timing"]
         else:
             from yinqi.pipeline import Pacing, drive
 

@@ -144,3 +144,18 @@ def served_since(api_url: str, names: list[str], since: datetime) -> list[str]:
     fresh = {row["name"] for row in rows
              if row.get("updated") and datetime.fromisoformat(row["updated"]) >= since}
     return [name for name in names if name not in fresh]
+
+
+#: The flows whose runs pause for approvers (flows/payment/flow.py, ``_approval_gate``).
+APPROVAL_FLOWS = ("Payment run", "Rerun batch")
+
+
+def paused_runs(api_url: str, *, flows: tuple[str, ...] = APPROVAL_FLOWS,
+                ui_url: str | None = None, timeout: float = 2.0) -> list[RunInfo]:
+    """The runs of ``flows`` paused now (waiting for input), oldest first."""
+    body = {"flows": {"name": {"any_": list(flows)}},
+            "flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}},
+            "sort": "EXPECTED_START_TIME_ASC", "limit": 50}
+    with httpx.Client(base_url=api_url, timeout=timeout) as client:
+        rows = client.post("/flow_runs/filter", json=body).raise_for_status().json()
+    return [_run(row, ui_url, api_url) for row in rows]

@@ -107,6 +107,8 @@ RULES: dict[str, Rule] = {
     "status": _service(READERS),
     # Changes the shared Prefect server's automations, not Yinqi's data.
     "flows automations install": _service(ADMIN),
+    # Registers the deployments with a work pool of the shared Prefect server.
+    "flows deploy": _service(ADMIN),
     "sandbox-bank serve": _service(OPS),
     "sandbox-bank connect": _service(OPS),
     "bank test": _service(OPS),
@@ -166,6 +168,8 @@ RULES: dict[str, Rule] = {
     "backup drill": _service(ADMIN),
     "backup prune": _service(ADMIN),
     "backup restore": Rule(roles=ADMIN, bootstrap=True),
+    # A restored installation sends again only when a person has checked the bank.
+    "backup release": _person(ADMIN),
     # Users and sessions.
     "users list": _person(ADMIN),
     "users add": _person(ADMIN),
