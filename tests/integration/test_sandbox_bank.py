@@ -17,7 +17,6 @@ from connectors.sandbox.signing import open_envelope, verify_detached
 from sandbox_support import (
     Server,
     Tx,
-    document_of,
     pain001,
     running_sandbox,
     signed,

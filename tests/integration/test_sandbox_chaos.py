@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from sandbox_support import Server, Tx, document_of, pain001, running_sandbox, signed
+from sandbox_support import Tx, document_of, pain001, running_sandbox, signed
 from sandbox_support import write_config, xpath
 
 PAYMENTS = 10_000

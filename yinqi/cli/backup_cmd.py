@@ -12,7 +12,7 @@ from rich.table import Table
 
 from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
-from yinqi.cli.output import console, print_json
+from yinqi.cli.output import console, print_json, report_decision
 from yinqi.errors import InvalidValue
 from yinqi.i18n import _
 
@@ -242,7 +242,6 @@ def release(
     code; audited."""
     from datetime import UTC, datetime
 
-    from yinqi.cli.output import err_console
     from yinqi.store import risk_decisions
 
     if (account is None) == (not all_accounts):
@@ -254,16 +253,7 @@ def release(
                                                  account=account, username=username,
                                                  code=code, reason=reason,
                                                  now=datetime.now(UTC))
-    # Committed: a refusal and its audit event stay whatever the exit code.
-    if json_out:
-        print_json(outcome.as_json())
-    elif outcome.ok:
-        console.print(outcome.message, markup=False, soft_wrap=True)
-    else:
-        err_console.print(_("refused: {reason}").format(reason=outcome.refused), markup=False,
-                          soft_wrap=True)
-    if not outcome.ok:
-        raise typer.Exit(1)
+    report_decision(outcome, json_out)
 
 
 @app.command("drill")

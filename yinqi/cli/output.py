@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleDimensions
 
 from yinqi.i18n import _
+
+if TYPE_CHECKING:
+    from yinqi.store.risk_decisions import Outcome
 
 #: Columns of output that goes to a file or a pipe when COLUMNS does not say: operators keep
 #: listings in files and grep them, where a table row wrapped at 80 columns is a broken row.
@@ -52,3 +55,20 @@ def fail_line(message: str) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def report_decision(outcome: Outcome, json_out: bool) -> None:
+    """A person's decision (release, freeze, unfreeze ...): its message, or why it was refused
+    and exit 1. The transaction has committed: a refusal and its audit event stay whatever the
+    exit code."""
+    import typer
+
+    if json_out:
+        print_json(outcome.as_json())
+    elif outcome.ok:
+        console.print(outcome.message, markup=False, soft_wrap=True)
+    else:
+        err_console.print(_("refused: {reason}").format(reason=outcome.refused), markup=False,
+                          soft_wrap=True)
+    if not outcome.ok:
+        raise typer.Exit(1)

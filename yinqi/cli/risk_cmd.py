@@ -14,7 +14,7 @@ from rich.table import Table
 
 from yinqi.bootstrap import App
 from yinqi.cli.access import acting_as
-from yinqi.cli.output import console, err_console, print_json
+from yinqi.cli.output import console, print_json, report_decision
 from yinqi.i18n import _, pgettext
 from yinqi.store import risk_decisions
 from yinqi.store.migrate import ensure_current
@@ -111,7 +111,7 @@ def release(
         outcome = risk_decisions.release(session, yinqi.audit, yinqi.field_cipher,
                                          payment=payment, username=username, code=code,
                                          reason=reason, now=datetime.now(UTC))
-    _report(outcome, json_out)
+    report_decision(outcome, json_out)
 
 
 @app.command("reject")
@@ -133,7 +133,7 @@ def reject(
         outcome = risk_decisions.reject(session, yinqi.audit, yinqi.field_cipher,
                                         payment=payment, username=username, code=code,
                                         reason=reason, now=datetime.now(UTC))
-    _report(outcome, json_out)
+    report_decision(outcome, json_out)
 
 
 @app.command("freeze")
@@ -161,7 +161,7 @@ def freeze(
                                         subject_type=subject_type.strip().lower(),
                                         subject=subject, username=username, code=code,
                                         reason=reason, now=datetime.now(UTC))
-    _report(outcome, json_out)
+    report_decision(outcome, json_out)
 
 
 @app.command("unfreeze")
@@ -183,20 +183,7 @@ def unfreeze(
         outcome = risk_decisions.unfreeze(session, yinqi.audit, yinqi.field_cipher,
                                           freeze_id=freeze_id, username=username, code=code,
                                           reason=reason, now=datetime.now(UTC))
-    _report(outcome, json_out)
-
-
-def _report(outcome: risk_decisions.Outcome, json_out: bool) -> None:
-    # The transaction has committed: a refusal and its audit event stay whatever the exit code.
-    if json_out:
-        print_json(outcome.as_json())
-    elif outcome.ok:
-        console.print(outcome.message, markup=False, soft_wrap=True)
-    else:
-        err_console.print(_("refused: {reason}").format(reason=outcome.refused), markup=False,
-                          soft_wrap=True)
-    if not outcome.ok:
-        raise typer.Exit(1)
+    report_decision(outcome, json_out)
 
 
 def _status(hit: dict[str, Any]) -> str:
