@@ -24,9 +24,12 @@ def endpoint_of(code: str, bank: BankConfig, home: Path,
 
 
 def connect(code: str, bank: BankConfig, home: Path, signer: Signer, *, files: FileCipher,
-            retry: RetryPolicy = RetryPolicy()) -> BankConnector:
+            retry: RetryPolicy = RetryPolicy(), channel: bool = True) -> BankConnector:
     """``files`` seals everything the connector archives (no default: nothing we keep about
-    a payment may land on disk in the clear)."""
+    a payment may land on disk in the clear).
+
+    ``channel=False``: the TLS channel (and our client certificate) is only checked and
+    opened at the first request; preparing orders needs none of it."""
     cert_path = bank.resolve_path(home, bank.signing_cert)
     try:
         bank_cert = cert_path.read_bytes()
@@ -34,7 +37,8 @@ def connect(code: str, bank: BankConfig, home: Path, signer: Signer, *, files: F
         raise CertificateError(code, f"the bank's signing certificate {cert_path} is missing: "
                                      "get it from the bank (`yinqi sandbox-bank connect` for "
                                      "the sandbox)") from None
-    transport = Transport(endpoint_of(code, bank, home, signer.tls_key_password), retry=retry)
+    transport = Transport(endpoint_of(code, bank, home, signer.tls_key_password), retry=retry,
+                          lazy=not channel)
     archive = Archive(home / "archive", code, files)
     if bank.dialect == "iso20022":
         from connectors.iso20022.connector import IsoConnector

@@ -145,19 +145,35 @@ def classify(bank: str, exc: httpx.HTTPError) -> BankError:
 
 
 class Transport:
+    """``lazy``: the certificates are checked and the TLS context made at the first request,
+    not now (a connector that only prepares orders never opens its channel)."""
+
     def __init__(self, endpoint: Endpoint, *, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 http_transport: httpx.BaseTransport | None = None) -> None:
+                 http_transport: httpx.BaseTransport | None = None, lazy: bool = False) -> None:
         self.endpoint, self.retry, self._sleep = endpoint, retry, sleep
         self._rng = rng or random.Random()
-        self._ctx = ssl_context(endpoint) if http_transport is None else None
-        verify: ssl.SSLContext | bool = self._ctx if self._ctx is not None else False
-        self._client = httpx.Client(
-            base_url=endpoint.base_url.rstrip("/"), verify=verify, transport=http_transport,
-            timeout=httpx.Timeout(endpoint.read_timeout, connect=endpoint.connect_timeout))
+        self._http_transport = http_transport
+        self._ctx: ssl.SSLContext | None = None
+        self._client: httpx.Client | None = None
+        if not lazy:
+            self._opened()
+
+    def _opened(self) -> httpx.Client:
+        if self._client is None:
+            endpoint = self.endpoint
+            self._ctx = ssl_context(endpoint) if self._http_transport is None else None
+            verify: ssl.SSLContext | bool = self._ctx if self._ctx is not None else False
+            self._client = httpx.Client(
+                base_url=endpoint.base_url.rstrip("/"), verify=verify,
+                transport=self._http_transport,
+                timeout=httpx.Timeout(endpoint.read_timeout, connect=endpoint.connect_timeout))
+        return self._client
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def __enter__(self) -> Transport:
         return self
@@ -174,12 +190,13 @@ class Transport:
         after anything that may have reached the bank it raises ``OutcomeUnknown`` at once.
         """
         bank = self.endpoint.bank
+        client = self._opened()
         last: BankError | None = None
         for attempt in range(self.retry.attempts):
             retry_after = None
             try:
-                response = self._client.request(method, path, content=content,
-                                                headers=dict(headers or {}), params=params)
+                response = client.request(method, path, content=content,
+                                          headers=dict(headers or {}), params=params)
             except httpx.HTTPError as exc:
                 last = classify(bank, exc)
                 if isinstance(exc, httpx.RemoteProtocolError) and self._ctx is not None \

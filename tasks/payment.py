@@ -135,18 +135,24 @@ def form_batches() -> dict[str, Any]:
 @task(name="Sign batches", **RETRYING)
 @timed
 def sign_batches(limit: int = 50, lease_seconds: float = 600.0) -> dict[str, Any]:
-    from yinqi.pipeline import sign_batches as sign
+    from yinqi.pipeline import SigningResult, sign_batches as sign
 
-    yinqi, signed, payments = app(), [], 0
+    yinqi, total = app(), SigningResult()
     with BankPool(yinqi) as banks:
         while True:
             result = sign(yinqi, banks, pipeline_worker(), limit=limit,
                           lease=timedelta(seconds=lease_seconds))
-            if not result.signed:
+            total.merge(result)
+            if not result.batches:
                 break
-            signed += result.signed
-            payments += result.payments
-    return {"batches": signed, "payments": payments}
+    # A bank that cannot sign (or a batch that cannot be built) is one warning, and the
+    # other banks' batches are signed all the same.
+    problems = list(dict.fromkeys(total.errors))
+    for problem in problems[:10]:
+        get_run_logger().warning("%s", problem)
+    return {"batches": total.signed, "payments": total.payments,
+            "set_aside": total.set_aside, "waiting": sorted(set(total.blocked)),
+            "errors": problems[:20]}
 
 
 @task(name="Send to the bank", **RETRYING)
@@ -159,7 +165,7 @@ def send_batches(poll_seconds: float = 1.0, lease_seconds: float = 600.0) -> dic
         result = send_all(yinqi, banks, pipeline_worker(),
                           pacing=Pacing(base=poll_seconds,
                                         lease=timedelta(seconds=lease_seconds)))
-    for error in result.errors[:10]:
+    for error in list(dict.fromkeys(result.errors))[:10]:
         get_run_logger().warning("%s", error)
     return {"sends": result.sends, "queries": result.queries, "moved": dict(result.outcomes),
             "errors": len(result.errors)}
@@ -179,6 +185,8 @@ def follow_statuses(batch_ids: list[int], max_seconds: float, poll_seconds: floa
     rng = random.Random()
     deadline = time.monotonic() + max_seconds
     queries, moved = 0, {}
+    waiting: set[int] = set()
+    told: set[str] = set()
     with BankPool(yinqi) as banks:
         while True:
             for result in (send_all(yinqi, banks, worker, pacing=pacing, rng=rng),
@@ -186,13 +194,21 @@ def follow_statuses(batch_ids: list[int], max_seconds: float, poll_seconds: floa
                 queries += result.queries
                 for k, v in result.outcomes.items():
                     moved[k] = moved.get(k, 0) + v
-            done, total = _final_share(batch_ids)
+                # Batches that wait for a person (a bank's certificate, a tampered file) are
+                # not followed until the time runs out; each reason is logged once.
+                waiting.update(result.blocked)
+                for error in dict.fromkeys(result.errors):
+                    if error not in told:
+                        told.add(error)
+                        get_run_logger().warning("%s", error)
+            done, total = _final_share([b for b in batch_ids if b not in waiting])
             if progress_artifact:
                 update_progress_artifact(progress_artifact, 100.0 * done / max(total, 1),
                                          description=f"{done} of {total} payments have the "
                                                      "bank's final word")
             if done >= total or time.monotonic() > deadline:
-                return {"final": done, "total": total, "queries": queries, "moved": moved}
+                return {"final": done, "total": total, "queries": queries, "moved": moved,
+                        "waiting": sorted(waiting & set(batch_ids))}
             time.sleep(_pause(poll_seconds))
 
 

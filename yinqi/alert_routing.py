@@ -55,14 +55,28 @@ ADVICE: dict[str, str] = {
     "bank.bad_answer": "A bank answer was malformed, unsigned or failed its signature check: "
                        "the payments stay UNKNOWN; check the bank's signing certificate and "
                        "ask the bank before doing anything else.",
-    "bank.certificate": "The bank refused our TLS client certificate or its own did not "
-                        "verify: nothing reaches this bank until the certificates are "
-                        "renewed (`yinqi bank test BANK`, docs/certificates.md).",
+    "bank.certificate": "The channel to this bank cannot be opened: our TLS client "
+                        "certificate or the bank's CA expired or is missing, the bank refused "
+                        "our certificate, or its own did not verify. Nothing reaches this "
+                        "bank (its batches wait with the reason in last_error; other banks "
+                        "go on) until the certificates are renewed (`yinqi bank test BANK`, "
+                        "docs/certificates.md); the next run or sweep carries them on.",
     "batch.file_tampered": "A signed payment file changed or vanished after signing and was "
                            "not sent: treat as a security incident, compare it with the "
                            "archive and the audit log.",
+    "batch.invalid_file": "A batch's payment file cannot be built (a value the bank's "
+                          "schema refuses); it was set aside (INVALID), nothing was signed "
+                          "or sent, the other batches went on. `yinqi batches dissolve "
+                          "BATCH --reason ...` returns its payments to the next run and "
+                          "holds those that cause it; reject those (`yinqi risk reject`) and "
+                          "enter them again corrected.",
     "batch.refused": "The bank refused a whole batch: read the reason, correct "
                      "(`yinqi payments fix`) and rerun (`yinqi batches rerun`).",
+    "key.cannot_sign": "Our signing key cannot sign payment orders (its certificate expired "
+                       "or is not yet valid, or the key is missing or does not open): no new "
+                       "batch is signed; batches signed before are still sent. An "
+                       "administrator rotates it (`yinqi keys rotate`) and registers the new "
+                       "certificate with the bank (docs/keys.md).",
     "payment.held": "Payments were held before batching (approvals no longer match the "
                     "payment, or maker-checker broken): review and approve again or reject.",
     "payment.returned": "The bank returned settled payments (退票): the money is back in the "

@@ -28,6 +28,11 @@ class BatchState(StrEnum):
     PARTIAL = "PARTIAL"
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
+    #: Its file cannot be built (the schema or a value refuses it): nothing was signed or
+    #: sent; set aside until a person dissolves it.
+    INVALID = "INVALID"
+    #: Taken apart before signing: its payments went back to APPROVED (or were held).
+    DISSOLVED = "DISSOLVED"
 
 
 #: Batch states a worker may claim to carry forward (sign, send, ask the bank about).

@@ -249,3 +249,58 @@ def test_the_rerun_flow_checks_who_asked_before_anything_else(world: DemoWorld) 
         granted = s.execute(select(AuditEventRow).where(
             AuditEventRow.action == "access.granted")).scalars().all()
     assert [(e.actor, e.subject_ids) for e in granted] == [("liu.treasurer", ["Rerun batch"])]
+
+
+def test_a_bank_whose_certificate_expired_does_not_hold_up_the_run(
+        world: DemoWorld, tmp_path: Path) -> None:
+    import dataclasses
+    from datetime import timedelta
+
+    from connectors.sandbox.pki import issue_client_cert
+    from flows.payment import payment_run
+    from tasks.context import use_app
+    from yinqi.bootstrap import App
+    from yinqi.cli.vouchers_cmd import run_import
+    from yinqi.demo.approve import approve_pending
+    from yinqi.demo.vouchers import generate
+    from yinqi.store.models import Alert, Batch
+
+    file = tmp_path / "two-banks.csv"
+    file.write_bytes(generate(12, 93, day=datetime.now(UTC).date(), bad_rows=0,
+                              refused_share=0.0))
+    ids = run_import(world.app, file, imported_by="demo").payment_ids
+    approve_pending(world.app, datetime.now(UTC) + timedelta(minutes=10))
+    cert, key = tmp_path / "client-cmb-expired.pem", tmp_path / "client-cmb-expired.key"
+    issue_client_cert(world.home / "sandbox", "演示科技有限公司", cert, key, days=30,
+                      not_before=datetime.now(UTC) - timedelta(days=31))
+    banks = {code: cfg.model_copy(update={"client_cert": cert, "client_key": key})
+             if code == "cmb-sandbox" else cfg for code, cfg in world.app.config.banks.items()}
+    broken = App(world.app.settings, config=dataclasses.replace(world.app.config, banks=banks))
+
+    def banks_of(state: str) -> set[str]:
+        with world.app.sessions() as s:
+            return set(s.execute(select(Batch.bank).join(Payment, Payment.batch_id == Batch.id)
+                                 .where(Payment.id.in_(ids), Payment.state == state)).scalars())
+
+    use_app(broken)
+    try:
+        started = time.monotonic()
+        result = payment_run(wait_for_approval=False, poll_seconds=0.3, max_follow_seconds=120)
+        # Done with the good bank: it did not follow the broken one's batches until the end.
+        assert time.monotonic() - started < 90
+    finally:
+        use_app(world.app)
+        broken.close()
+    # Every batch was signed (that needs no channel); the CMB ones wait, named once.
+    assert result["signed"]["errors"] == [] and result["signed"]["batches"]
+    assert banks_of("SIGNED") == {"cmb-sandbox"} and "icbc-sandbox" in banks_of("RECEIPTED")
+    with world.app.sessions() as s:
+        waiting = set(s.execute(select(Batch.id).where(Batch.bank == "cmb-sandbox",
+                                                       Batch.state == "SIGNED")).scalars())
+        alerts = s.execute(select(Alert).where(Alert.kind == "bank.certificate")).scalars().all()
+    assert set(result["followed"]["waiting"]) == waiting
+    assert [a.subject for a in alerts] == ["bank cmb-sandbox"]
+
+    # With the certificate it has, the next run (or status sweep) sends them.
+    again = payment_run(wait_for_approval=False, poll_seconds=0.3, max_follow_seconds=120)
+    assert not again["followed"].get("waiting") and not banks_of("SIGNED")

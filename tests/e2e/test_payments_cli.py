@@ -48,7 +48,7 @@ LINES = [  # (debtor, payee, amount); A = ICBC_DEBTOR, B = ICBC_DEBTOR_2, C = CM
 FULL_NUMBERS = {CLOSED[1], AT_ICBC[1], AT_ICBC_2[1], AT_CMB[1], ELSEWHERE[1], ICBC_DEBTOR,
                 ICBC_DEBTOR_2, CMB_DEBTOR}
 RUN_KEYS = {"rounds", "open_batches", "awaiting_receipts", "sends", "status_queries",
-            "receipts", "states", "stage_seconds", "errors"}
+            "receipts", "states", "stage_seconds", "set_aside", "errors"}
 BATCH_KEYS = {"id", "msg_id", "bank", "dialect", "state", "payments", "total", "currency",
               "execution_date", "file", "sha256", "send_attempts", "last_error",
               "payment_states"}
@@ -159,6 +159,7 @@ def test_payments_run_carries_every_approved_payment_to_its_end(ran: Ran) -> Non
     out = ran.run
     assert set(out) == RUN_KEYS
     assert (out["open_batches"], out["awaiting_receipts"], out["errors"]) == (0, 0, [])
+    assert out["set_aside"] == []
     assert out["sends"] == 3 and out["receipts"] == 5 and out["rounds"] >= 1
     assert out["status_queries"] >= 1
     assert {s: v["count"] for s, v in out["states"].items()} == {"RECEIPTED": 5, "FAILED": 3}
@@ -327,3 +328,72 @@ def test_batches_rerun_prints_its_contract_and_sends_only_the_rejected(ran: Ran)
     assert again_failed.end_to_end_id != first_e2e
     assert ran.payment(settled).batch_id == batch.id
     assert "audit chain intact" in yinqi("audit", "verify", env=ran.env).stdout
+
+
+# --- yinqi batches dissolve ------------------------------------------------------------------
+
+
+def test_a_batch_that_cannot_be_built_is_set_aside_and_dissolved_from_the_cli(
+        ran: Ran) -> None:
+    day = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    file = ran.world.home / "cli-dissolve.csv"
+    file.write_text(",".join(HEADER) + "\n" + ",".join(
+        ["CLI-D-0001", day, ICBC_DEBTOR_2, *CLOSED, "410.00", "CNY", "货款", "供应商", "否",
+         "wu.maker", day]) + "\n", encoding="utf-8")
+    assert json.loads(yinqi("vouchers", "import", str(file), "--json",
+                            env=ran.env).stdout)["accepted"] == 1
+    with ran.app.sessions() as s:
+        [pid] = s.execute(select(Payment.id).where(Payment.amount_minor == 41000)).scalars()
+    ran.approve()
+    yinqi("payments", "run", "--poll-seconds", "0.2", "--json", env=ran.env)
+    assert ran.payment(pid).state == "FAILED"
+    failed = ran.batch(ran.payment(pid).batch_id)
+    # A correction takes a purpose of up to 200 characters; pain.001 carries 140.
+    treasurer = ran.as_("liu.treasurer")
+    yinqi("payments", "fix", str(pid), "--purpose", "货款" * 80, env=treasurer)
+    yinqi("batches", "rerun", failed.msg_id, env=treasurer)
+
+    run = yinqi("payments", "run", "--poll-seconds", "0.2", env=ran.env, check=1)
+    with ran.app.sessions() as s:
+        invalid = s.execute(select(Batch).where(Batch.state == "INVALID")).scalars().one()
+    reason = (f"payment '{ran.payment(pid).end_to_end_id}': purpose has 160 characters; "
+              "pain.001 allows at most 140")
+    assert f"not done: batch {invalid.msg_id} set aside: {reason}" in run.stdout.splitlines()
+    listed = json.loads(yinqi("batches", "list", "--state", "invalid", "--json",
+                              env=ran.env).stdout)
+    assert [(b["msg_id"], b["last_error"], b["payment_states"]) for b in listed] == \
+        [(invalid.msg_id, reason, {"BATCHED": 1})]
+
+    # A decision: a person's, treasurer or admin, never the service identity's.
+    service = yinqi("batches", "dissolve", invalid.msg_id, "--reason", "x", env=ran.env,
+                    check=1)
+    assert "the service identity may not run it" in one_line_error(service)
+    auditor = yinqi("batches", "dissolve", invalid.msg_id, "--reason", "x",
+                    env=ran.as_("zhao.auditor"), check=1)
+    assert "needs role" in one_line_error(auditor)
+    # Signed or sent: refused in one line, nothing changes.
+    sent = ran.batch(ran.batch_of["C"])
+    refused = yinqi("batches", "dissolve", sent.msg_id, "--reason", "x", env=treasurer,
+                    check=2)
+    assert one_line_error(refused) == (
+        f"yinqi: error: batch {sent.msg_id} is COMPLETED: only a batch that was never signed "
+        "(BUILT, or INVALID: set aside) can be dissolved; a signed one is sent as it was signed")
+
+    out = yinqi("batches", "dissolve", invalid.msg_id, "--as", "liu.treasurer", "--reason",
+                "purpose too long", env=treasurer).stdout
+    assert out.splitlines() == [
+        f"batch {invalid.msg_id} dissolved: 0 payment(s) back to APPROVED (the next payment "
+        "run batches them again), 1 held",
+        f"payment {pid} held: {reason}"]
+    assert ran.payment(pid).state_reason == f"its payment order cannot be built: {reason}"
+    assert (ran.batch(invalid.id).state, ran.payment(pid).state, ran.payment(pid).batch_id) == \
+        ("DISSOLVED", "HELD", None)
+    with ran.app.sessions() as s:
+        [event] = [e for e in s.execute(select(AuditEventRow).where(
+            AuditEventRow.action == "batch.dissolved")).scalars()
+            if e.subject_ids == [str(invalid.id)]]
+    assert (event.actor, event.details["reason"], event.details["held"]) == \
+        ("liu.treasurer", "purpose too long", {str(pid): reason})
+    # Nothing is left for a run: the held payment waits for a person, not for the bank.
+    again = json.loads(yinqi("payments", "run", "--json", env=ran.env).stdout)
+    assert (again["open_batches"], again["sends"], again["set_aside"]) == (0, 0, [])

@@ -730,3 +730,228 @@ def test_two_workers_on_one_database_never_send_a_batch_twice(w: World) -> None:
     assert sorted(receipts) == [(pid, 1) for pid in sorted(ids)]
     w.assert_bank_booked_nothing_twice()
     w.assert_audit_intact()
+
+
+# --- (h) one bank's certificate, one batch that cannot be built ------------------------------
+
+
+def expired_channel(w: World, bank: str) -> App:
+    """The world as a worker whose client certificate for ``bank`` expired yesterday (issued
+    by the sandbox's own CA, so nothing else about it is wrong)."""
+    from connectors.sandbox.pki import issue_client_cert
+
+    cert, key = w.home / f"client-{bank}-expired.pem", w.home / f"client-{bank}-expired.key"
+    issue_client_cert(w.home / "sandbox", "演示科技有限公司", cert, key, days=30,
+                      not_before=datetime.now(UTC) - timedelta(days=31))
+    banks = {code: cfg.model_copy(update={"client_cert": cert, "client_key": key})
+             if code == bank else cfg for code, cfg in w.app.config.banks.items()}
+    return App(w.app.settings, config=dataclasses.replace(w.app.config, banks=banks))
+
+
+def open_alerts(w: World, kind: str) -> list[Alert]:
+    return [a for a in w.alerts(kind) if a.acknowledged_at is None]
+
+
+def acknowledge(w: World, kind: str) -> None:
+    from sqlalchemy import update
+
+    from yinqi.store.types import utcnow
+
+    with w.app.sessions.begin() as s:
+        s.execute(update(Alert).where(Alert.kind == kind, Alert.acknowledged_at.is_(None))
+                  .values(acknowledged_at=utcnow(), acknowledged_by="test"))
+
+
+def test_an_expired_client_certificate_stops_only_its_bank_and_is_alerted_once(
+        w: World) -> None:
+    acknowledge(w, "bank.certificate")
+    icbc, cmb = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC, amount="511.00"),
+                                Line(CMB_DEBTOR, AT_CMB, amount="512.00")])
+    w.approve([icbc, cmb])
+    broken = expired_channel(w, "cmb-sandbox")
+    try:
+        started = time.monotonic()
+        runs = [drive(broken, pacing=FAST, deadline=time.monotonic() + 90) for _ in range(2)]
+        # Each run ends when the good bank is done: it does not wait for the broken one.
+        assert time.monotonic() - started < 60
+    finally:
+        broken.close()
+
+    assert w.states([icbc, cmb]) == {icbc: "RECEIPTED", cmb: "SIGNED"}
+    [batch] = w.batches_of([cmb])
+    # Signed (that needs our signing key, not the channel), not sent, the reason kept.
+    assert (batch.state, batch.send_attempts) == ("SIGNED", 0)
+    assert batch.last_error and batch.last_error.startswith(
+        "bank cmb-sandbox: our client certificate (")
+    assert "EXPIRED on" in batch.last_error and "\n" not in batch.last_error
+    assert not w.events("batch.sending", batch.id)
+    for run in runs:
+        assert batch.id in run.waiting()
+        # One readable line for the bank, however many of its batches met it.
+        assert [p for p in run.problems() if "cmb-sandbox" in p] == [batch.last_error]
+    [alert] = open_alerts(w, "bank.certificate")
+    assert (alert.subject, alert.severity, alert.details["bank"]) == \
+        ("bank cmb-sandbox", "critical", "cmb-sandbox")
+    assert alert.message == batch.last_error
+
+    # With the certificate renewed (the world's own), the next run sends it.
+    w.drive()
+    assert w.states([icbc, cmb]) == {icbc: "RECEIPTED", cmb: "RECEIPTED"}
+    assert w.batch(batch.id).send_attempts == 1
+    assert len(open_alerts(w, "bank.certificate")) == 1
+    acknowledge(w, "bank.certificate")
+    w.assert_bank_booked_nothing_twice()
+    w.assert_audit_intact()
+
+
+@pytest.mark.parametrize("waiting", ["accepted by the bank", "outcome unknown"])
+def test_an_expired_client_certificate_is_alerted_once_while_asking_for_statuses(
+        w: World, waiting: str) -> None:
+    from yinqi.pipeline import collect_receipts, poll_batches
+
+    acknowledge(w, "bank.certificate")
+    ids = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC, amount="521.00"),
+                          Line(CMB_DEBTOR, AT_CMB, amount="522.00")])
+    w.approve(ids)
+    form_batches(w.app)
+    sign_all(w.app)
+    if waiting == "outcome unknown":
+        w.faults(reset_rate=1.0)
+    try:
+        with BankPool(w.app, retry=NO_WAIT) as banks:
+            send_batches(w.app, banks, "test-sender", pacing=FAST)
+    finally:
+        w.faults()
+    by_bank = {b.bank: b for b in w.batches_of(ids)}
+    good, bad = by_bank["icbc-sandbox"], by_bank["cmb-sandbox"]
+    state = "UNKNOWN" if waiting == "outcome unknown" else "ACCEPTED"
+    assert {good.state, bad.state} == {state}
+
+    broken = expired_channel(w, "cmb-sandbox")
+    try:
+        for round_ in range(2):
+            w.sql("UPDATE batches SET next_poll_at = NULL WHERE id IN (:a, :b)",
+                  a=good.id, b=bad.id)
+            with BankPool(broken, retry=NO_WAIT) as banks:
+                asked = (send_batches if state == "UNKNOWN" else poll_batches)(
+                    broken, banks, "test-poller", pacing=FAST)
+            # The good bank was asked; the broken one's batch waits with the reason.
+            assert asked.blocked == [bad.id] and asked.queries >= (round_ == 0), asked
+            assert asked.errors == [w.batch(bad.id).last_error]
+        after = w.batch(bad.id)
+        assert after.state == state and "EXPIRED on" in (after.last_error or "")
+        assert w.batch(good.id).last_error is None
+        [alert] = open_alerts(w, "bank.certificate")
+        assert alert.subject == "bank cmb-sandbox"
+
+        # Receipts too: the good bank's are collected, the broken one's wait (no new alert).
+        drive(w.app, pacing=FAST, deadline=time.monotonic() + 60, receipts=False)
+        assert set(w.states(ids).values()) == {"SETTLED"}
+        with BankPool(broken, retry=NO_WAIT) as banks:
+            got = collect_receipts(broken, banks, actor="test-collector")
+        assert got.collected == 1 and [e for e in got.errors if "cmb-sandbox" in e]
+        assert len(open_alerts(w, "bank.certificate")) == 1
+    finally:
+        broken.close()
+    assert w.states(ids) == {ids[0]: "RECEIPTED", ids[1]: "SETTLED"}
+    w.drive()
+    assert set(w.states(ids).values()) == {"RECEIPTED"}
+    acknowledge(w, "bank.certificate")
+    w.assert_bank_booked_nothing_twice()
+    w.assert_audit_intact()
+
+
+@pytest.mark.security
+def test_a_status_query_answered_with_a_bad_signature_is_refused_and_alerted_once(
+        w: World) -> None:
+    ids = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC, amount="541.00")])
+    w.approve(ids)
+    form_batches(w.app)
+    sign_all(w.app)
+    # The bank books it and the answer is lost: only a status query can settle it.
+    w.faults(timeout_after_booking_rate=1.0, timeout_hold_seconds=READ_TIMEOUT + 3)
+    try:
+        with BankPool(w.app, retry=NO_WAIT) as banks:
+            send_batches(w.app, banks, "test-sender", pacing=FAST)
+    finally:
+        w.faults()
+    [batch] = w.batches_of(ids)
+    assert batch.state == "UNKNOWN"
+    w.faults(tampered_answer_rate=1.0)
+    try:
+        for _ in range(2):
+            w.sql("UPDATE batches SET next_poll_at = NULL WHERE id = :id", id=batch.id)
+            with BankPool(w.app, retry=NO_WAIT) as banks:
+                asked = send_batches(w.app, banks, "test-sender", pacing=FAST)
+            assert asked.sends == 0 and asked.errors
+    finally:
+        w.faults()
+    assert w.batch(batch.id).state == "UNKNOWN"
+    refused = w.events("bank.answer_refused", batch.id)
+    assert [e.details["during"] for e in refused] == ["status query", "status query"]
+    assert len([a for a in open_alerts(w, "bank.bad_answer")
+                if a.subject == f"batch {batch.msg_id}"]) == 1
+    w.drive()
+    assert w.states(ids) == {ids[0]: "RECEIPTED"}
+    w.assert_audit_intact()
+
+
+def test_a_batch_whose_file_cannot_be_built_is_set_aside_and_dissolved(w: World) -> None:
+    from yinqi.pipeline.dissolve import dissolve_batch
+
+    # A payment the bank rejected, corrected with a purpose pain.001 cannot carry: intake
+    # allows 140 characters, a correction 200 (and the purpose needs no new approval).
+    [bad] = w.import_lines([Line(ICBC_DEBTOR, CLOSED_AT_ICBC, amount="531.00")])
+    w.approve([bad])
+    w.drive()
+    [failed] = w.batches_of([bad])
+    correct_payment(w.app, bad, {"purpose": "货款" * 80}, actor="ops.lead")
+    assert rerun_batch(w.app, failed.msg_id, actor="ops.lead").to_send == [bad]
+    same, other = w.import_lines([Line(ICBC_DEBTOR, AT_ICBC, amount="532.00"),
+                                  Line(CMB_DEBTOR, AT_CMB, amount="533.00")])
+    w.approve([same, other])
+
+    runs = [drive(w.app, pacing=FAST, deadline=time.monotonic() + 90) for _ in range(2)]
+    assert w.states([bad, same, other]) == {bad: "BATCHED", same: "BATCHED",
+                                            other: "RECEIPTED"}
+    [invalid] = w.batches_of([bad, same])
+    e2e = w.payments([bad])[bad].end_to_end_id
+    reason = f"payment '{e2e}': purpose has 160 characters; pain.001 allows at most 140"
+    assert (invalid.state, invalid.file_path, invalid.last_error) == ("INVALID", None, reason)
+    # Set aside once, with one readable line; the second run did not try it again.
+    assert runs[0].signed.set_aside == [invalid.id] and runs[1].signed.set_aside == []
+    assert f"batch {invalid.msg_id} set aside: {reason}" in runs[0].problems()
+    [alert] = [a for a in w.alerts("batch.invalid_file")
+               if a.subject == f"batch {invalid.msg_id}"]
+    assert reason in alert.message and alert.details["payments"] == 2
+    [event] = w.events("batch.set_aside", invalid.id)
+    assert event.details["reason"] == reason
+    assert not w.events("batch.signed", invalid.id)
+    assert open_work(w.app) == (0, 0)
+
+    with pytest.raises(InvalidValue, match="needs a reason"):
+        dissolve_batch(w.app, invalid.msg_id, actor="ops.lead", reason=" ")
+    out = dissolve_batch(w.app, invalid.msg_id, actor="ops.lead", reason="purpose too long")
+    assert (out.returned, list(out.held)) == ([same], [bad])
+    assert w.states([bad, same]) == {bad: "HELD", same: "APPROVED"}
+    assert w.payments([bad])[bad].state_reason == \
+        f"its payment order cannot be built: {reason}"
+    assert w.payments([same])[same].batch_id is None
+    assert w.batch(invalid.id).state == "DISSOLVED"
+    [dissolved] = w.events("batch.dissolved", invalid.id)
+    assert (dissolved.actor, dissolved.details["reason"]) == ("ops.lead", "purpose too long")
+    with pytest.raises(InvalidValue, match="is DISSOLVED: only a batch that was never signed"):
+        dissolve_batch(w.app, invalid.msg_id, actor="ops.lead", reason="again")
+    [sent] = w.batches_of([other])
+    with pytest.raises(InvalidValue, match="is COMPLETED"):
+        dissolve_batch(w.app, sent.msg_id, actor="ops.lead", reason="too late")
+
+    # The rest is batched anew and sent; the held payment stays out of every batch.
+    w.drive()
+    assert w.states([bad, same]) == {bad: "HELD", same: "RECEIPTED"}
+    assert w.payments([bad])[bad].batch_id is None
+    [rebatched] = w.batches_of([same])
+    assert rebatched.id != invalid.id and rebatched.state == "COMPLETED"
+    assert e2e not in w.at_bank()
+    w.assert_bank_booked_nothing_twice()
+    w.assert_audit_intact()

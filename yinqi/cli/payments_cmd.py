@@ -21,7 +21,7 @@ from yinqi.store.migrate import ensure_current
 
 payments_app = typer.Typer(help="Payments after approval: send, follow, correct.",
                            no_args_is_help=True)
-batches_app = typer.Typer(help="Bank messages (batches): list, rerun.",
+batches_app = typer.Typer(help="Bank messages (batches): list, rerun, dissolve.",
                           no_args_is_help=True)
 
 _JSON = typer.Option(False, "--json", help="Print one JSON object.")
@@ -82,14 +82,21 @@ def run(
                     "receipts": progress.receipts, "states": states,
                     "stage_seconds": {k: round(v, 3) for k, v in
                                       progress.stage_seconds.items()},
-                    "errors": (progress.sent.errors + progress.polled.errors)[:20]})
+                    "set_aside": progress.signed.set_aside,
+                    "errors": progress.problems()[:20]})
     else:
         console.print(_("{rounds} round(s): {sends} send(s), {receipts} receipt(s); {batches} "
                         "batch(es) still open").format(
             rounds=progress.rounds, sends=progress.sent.sends, receipts=progress.receipts,
             batches=batches))
         _print_states(states)
-    if batches:
+    if batches or progress.signed.set_aside:
+        if not json_out:
+            # What held batches back, one line each (a bank's expired certificate is one
+            # line, not one per batch); `yinqi batches list` shows each batch's last error.
+            for problem in progress.problems()[:20]:
+                console.print(_("not done: {problem}").format(problem=redact(problem)),
+                              markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -257,3 +264,32 @@ def rerun(
         msg_id=result.msg_id, send=len(result.to_send), reapprove=len(result.to_reapprove),
         untouched=", ".join(f"{n} {st}" for st, n in sorted(result.untouched.items()))
         or _("none")))
+
+
+@batches_app.command("dissolve")
+def dissolve(
+    ctx: typer.Context,
+    batch: str = typer.Argument(..., help="The batch's id or message ID."),
+    user: str | None = typer.Option(None, "--as", help="Who dissolves: you (default: the "
+                                                       "logged-in user)."),
+    reason: str = typer.Option(..., "--reason", help="Why it is taken apart (audited)."),
+    json_out: bool = _JSON,
+) -> None:
+    """Take apart a batch that was never signed (BUILT, or INVALID: set aside because its
+    file cannot be built): its payments go back to APPROVED for the next run, except those
+    whose own order cannot be built, which are HELD with the reason."""
+    from yinqi.pipeline.dissolve import dissolve_batch
+
+    result = dissolve_batch(_app(ctx), batch, actor=acting_as(ctx, user), reason=reason)
+    if json_out:
+        print_json({"batch_id": result.batch_id, "msg_id": result.msg_id,
+                    "returned": result.returned,
+                    "held": {str(k): v for k, v in result.held.items()}})
+        return
+    console.print(_("batch {msg_id} dissolved: {returned} payment(s) back to APPROVED (the next "
+                    "payment run batches them again), {held} held").format(
+        msg_id=result.msg_id, returned=len(result.returned), held=len(result.held)),
+        markup=False, soft_wrap=True)
+    for pid, why in result.held.items():
+        console.print(_("payment {id} held: {reason}").format(id=pid, reason=redact(why)),
+                      markup=False, soft_wrap=True)

@@ -20,7 +20,8 @@ from connectors.base import DownloadedReceipt
 from connectors.errors import BadBankAnswer, BankError
 from yinqi.alerts import Severity
 from yinqi.bootstrap import App
-from yinqi.errors import InvalidValue, SecurityError
+from yinqi.errors import ConfigError, InvalidValue, SecurityError
+from yinqi.pipeline.alerting import bank_trouble
 from yinqi.pipeline.banks import BankPool
 from yinqi.pipeline.signing import read_archived, relative_to_home
 from yinqi.states import PaymentState
@@ -129,6 +130,15 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
                 while waiting and budget > 0 and len(running) < max(1, threads):
                     code = waiting[turn % len(waiting)]
                     turn += 1
+                    try:
+                        banks[code]  # opened here: the threads share the connector, not open it
+                    except (BankError, ConfigError) as exc:
+                        # No channel to this bank: its receipts wait for the next round, the
+                        # other banks' are collected.
+                        result.errors.append(str(exc))
+                        bank_trouble(app, code, exc)
+                        waiting.remove(code)
+                        continue
                     rows = claim_receipts(app.sessions, actor, bank=code, states=WANT_RECEIPT,
                                           after=after[code], limit=min(per_request, budget),
                                           lease=lease)
@@ -138,7 +148,6 @@ def collect_receipts(app: App, banks: BankPool, *, limit: int = 2000, threads: i
                     claimed.update(pid for pid, _ in rows)
                     after[code] = rows[-1][0]
                     budget -= len(rows)
-                    banks[code]  # opened here: the threads share the connector, not open it
                     running.add(pool.submit(fetch, code, rows))
                 if not running:
                     return result

@@ -22,7 +22,7 @@ from yinqi.pipeline.banks import BankPool
 from yinqi.pipeline.batches import form_batches
 from yinqi.pipeline.receipts import collect_receipts
 from yinqi.pipeline.sending import Pacing, StageResult, due_at, poll_all, send_all
-from yinqi.pipeline.signing import sign_batches
+from yinqi.pipeline.signing import SigningResult, sign_batches
 from yinqi.store.models import Batch, Payment
 from yinqi.store.types import utcnow
 
@@ -39,13 +39,24 @@ def worker_name() -> str:
 class Progress:
     rounds: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    signed: SigningResult = field(default_factory=SigningResult)
     sent: StageResult = field(default_factory=StageResult)
     polled: StageResult = field(default_factory=StageResult)
     receipts: int = 0
     bad_receipts: int = 0
+    receipt_errors: list[str] = field(default_factory=list)
 
     def time(self, stage: str, started: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
+
+    def waiting(self) -> list[int]:
+        """Batches this run stopped trying: they wait for a person or a fix."""
+        return self.signed.blocked + self.sent.blocked + self.polled.blocked
+
+    def problems(self) -> list[str]:
+        """What stopped batches or receipts in this run, each distinct line once."""
+        return list(dict.fromkeys(self.signed.errors + self.sent.errors + self.polled.errors
+                                  + self.receipt_errors))
 
 
 def open_work(app: App, excluding: list[int] | None = None) -> tuple[int, int]:
@@ -73,8 +84,11 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
         while True:
             progress.rounds += 1
             started = time.perf_counter()
-            while sign_batches(app, banks, worker, lease=pacing.lease).signed:
-                pass
+            while True:
+                signed = sign_batches(app, banks, worker, lease=pacing.lease)
+                progress.signed.merge(signed)
+                if not signed.batches:
+                    break
             progress.time("signing", started)
             started = time.perf_counter()
             progress.sent.merge(send_all(app, banks, worker, pacing=pacing))
@@ -89,6 +103,7 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
                     got = collect_receipts(app, banks, actor=worker, lease=pacing.lease)
                     progress.receipts += got.collected
                     progress.bad_receipts += got.bad_signature
+                    progress.receipt_errors += got.errors
                     if not got.collected:
                         # Receipts the bank will not give (or that fail their signature) are
                         # alerted and retried by the next sweep; they must not hold this run.
@@ -97,7 +112,7 @@ def drive(app: App, *, worker: str | None = None, pacing: Pacing = Pacing(),
                 progress.time("receipts", started)
             if on_round is not None:
                 on_round(progress)
-            batches, settled = open_work(app, excluding=progress.sent.blocked)
+            batches, settled = open_work(app, excluding=progress.waiting())
             if not batches and not (receipts and settled and not stuck_receipts):
                 return progress
             if deadline is not None and time.monotonic() > deadline:

@@ -22,14 +22,14 @@ from connectors.errors import (
     BankError,
     BankRefused,
     CertificateError,
-    NotDelivered,
     OutcomeUnknown,
 )
 from yinqi.alerts import Severity
 from yinqi.bootstrap import App
-from yinqi.errors import SecurityError
+from yinqi.errors import ConfigError, SecurityError
 from yinqi.payments import BatchState
 from yinqi.pipeline import chaos
+from yinqi.pipeline.alerting import alert_once, bank_trouble
 from yinqi.pipeline.banks import BankPool
 from yinqi.pipeline.outcomes import next_poll_delay
 from yinqi.pipeline.reports import apply_reports, in_flight_e2e
@@ -58,7 +58,8 @@ class StageResult:
     queries: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
-    #: Batches that cannot go on until a person acts (a tampered or missing signed file).
+    #: Batches that cannot go on until a person acts (a tampered or missing signed file, a
+    #: freeze, a bank's certificate): this run stops trying, the next run or sweep tries again.
     blocked: list[int] = field(default_factory=list)
 
     def merge(self, other: StageResult) -> None:
@@ -96,9 +97,10 @@ def send_batches(app: App, banks: BankPool, worker: str, *, limit: int = 20,
             result.batches += 1
             try:
                 _carry(app, banks, worker, batch_id, pacing, rng, result)
-            except BankError as exc:
-                result.errors.append(str(exc))
-                _later(app, batch_id, worker, pacing, rng, str(exc))
+            except (BankError, ConfigError) as exc:
+                # An answer to the order itself is judged in _send: a bad answer here is
+                # one to the status query asked first.
+                _trouble(app, batch_id, worker, exc, "status query", pacing, rng, result)
             except SecurityError as exc:
                 # This batch waits for a person (the alert says why); the others go on.
                 result.errors.append(str(exc))
@@ -189,13 +191,10 @@ def _send(app: App, bank, worker: str, batch: Batch, pacing: Pacing,  # type: ig
     chaos.point("after-intent")
     result.sends += 1
     try:
+        # NotDelivered (certainly not at the bank) goes up to the caller: the batch stays
+        # SUBMITTING and the next round asks the bank before resending, which costs one query
+        # and keeps one path for every resend.
         answer = bank.send_signed(batch.msg_id, body)
-    except NotDelivered as exc:
-        # Certainly not at the bank; the batch stays SUBMITTING and the next round asks the
-        # bank before resending, which costs one query and keeps one path for every resend.
-        if isinstance(exc, CertificateError):
-            _alert(app, "bank.certificate", Severity.CRITICAL, batch, str(exc))
-        raise
     except (OutcomeUnknown, BadBankAnswer) as exc:
         chaos.point("after-unknown-send")
         with app.sessions.begin() as s:
@@ -266,11 +265,8 @@ def poll_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
                 wanted = in_flight_e2e(s, batch_id)
             try:
                 answer = banks[batch.bank].status(batch.msg_id, wanted)
-            except BankError as exc:
-                result.errors.append(str(exc))
-                if isinstance(exc, BadBankAnswer):
-                    _distrusted(app, batch, exc, worker, "status query")
-                _later(app, batch_id, worker, pacing, rng, str(exc))
+            except (BankError, ConfigError) as exc:
+                _trouble(app, batch_id, worker, exc, "status query", pacing, rng, result)
                 continue
             result.queries += 1
             chaos.point("after-poll")
@@ -283,6 +279,26 @@ def poll_batches(app: App, banks: BankPool, worker: str, *, limit: int = 50,
         with app.sessions.begin() as s:
             release_batches(s, worker, ids)
     return result
+
+
+def _trouble(app: App, batch_id: int, worker: str, exc: BankError | ConfigError, during: str,
+             pacing: Pacing, rng: random.Random, result: StageResult) -> None:
+    """A batch the bank could not be asked about or sent: ``last_error`` and a later try.
+
+    An answer that fails its signature is refused and alerted for its batch. A certificate
+    (or a bank missing from banks.toml) stops every batch of that bank until a person fixes
+    it: one alert for the bank, and this run stops trying (the next run or sweep tries
+    again); the other banks' batches go on."""
+    result.errors.append(str(exc))
+    _later(app, batch_id, worker, pacing, rng, str(exc))
+    batch = _load(app, batch_id)
+    if batch is None:
+        return
+    if isinstance(exc, BadBankAnswer):
+        _distrusted(app, batch, exc, worker, during)
+    elif isinstance(exc, CertificateError | ConfigError):
+        bank_trouble(app, batch.bank, exc)
+        result.blocked.append(batch_id)
 
 
 def _load(app: App, batch_id: int) -> Batch | None:
@@ -317,7 +333,10 @@ def _distrusted(app: App, batch: Batch, exc: BadBankAnswer, worker: str, during:
                          subject_ids=[batch.id],
                          details={"msg_id": batch.msg_id, "bank": batch.bank, "during": during,
                                   "reason": str(exc)[:500]})
-    _alert(app, "bank.bad_answer", Severity.CRITICAL, batch, str(exc))
+    # Every refused answer is audited; the operators are told once per batch, not per query.
+    alert_once(app, kind="bank.bad_answer", severity=Severity.CRITICAL,
+               subject=f"batch {batch.msg_id}", message=str(exc),
+               details={"batch_id": batch.id, "bank": batch.bank})
 
 
 def _alert(app: App, kind: str, severity: Severity, batch: Batch, message: str) -> None:

@@ -129,6 +129,8 @@ RULES: dict[str, Rule] = {
     "payments fix": _person(TREASURY),
     "batches list": _service(READERS),
     "batches rerun": _person(TREASURY),
+    # Takes an unsigned batch apart (its payments back to APPROVED or HELD): a decision.
+    "batches dissolve": _person(OPS),
     # Statements and reconciliation.
     "statements import": _service(TREASURY),
     "statements fetch": _service(TREASURY),

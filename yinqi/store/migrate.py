@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from yinqi.errors import SchemaOutOfDate
+from yinqi.errors import SchemaOutOfDate, StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -34,9 +34,29 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = _config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return
+    with engine.connect() as conn:
+        # SQLite changes a constraint by rebuilding the table, and dropping the old copy of a
+        # table that other rows reference fails while foreign keys are enforced. The pragma
+        # only works outside a transaction; the references are checked again before commit.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise StoreError(f"the migration to {revision} left {len(broken)} row(s) "
+                                     f"referring to rows that do not exist (first: table "
+                                     f"{broken[0][0]}); nothing was changed")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def revision(engine: Engine, message: str) -> None:
