@@ -27,13 +27,13 @@ demo: $(STAMP)
 	YINQI_HOME=$(DEMO_HOME) $(BIN)/yinqi demo
 
 # Everything but chaos on two workers (pytest-xdist; loadfile keeps a file's tests on one
-# worker, so a module's shared world is built once), then the 50 chaos seeds on two workers
+# worker, so a module's shared world is built once), then 20 chaos seeds on two workers
 # (each seed is its own installation, and a seed mostly waits on the bank and on the kills).
 test: $(STAMP)
 	$(BIN)/python -m pytest --ignore=tests/chaos -n 2 --dist loadfile $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/chaos -q -n 2 $(PYTEST_ARGS)
 
-# Random bank faults and SIGKILLed workers for SEEDS seeds (`make test` runs 50); ends with
+# Random bank faults and SIGKILLed workers for SEEDS seeds (`make test` runs 20); ends with
 # the line "chaos: N seeds, F faults, K kills, D duplicates, L lost, U unapproved".
 SEEDS ?= 200
 chaos: $(STAMP)

@@ -39,9 +39,9 @@ for _name in ("COLUMNS", "LINES"):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--chaos-seeds", type=int, default=50,
-                     help="How many seeds the chaos test runs (50 in `make test`, the CI "
-                          "minimum; `make chaos SEEDS=N` for more).")
+    parser.addoption("--chaos-seeds", type=int, default=20,
+                     help="How many seeds the chaos test runs (20 in `make test`, "
+                          "`make chaos SEEDS=N` for more).")
 
 
 def _psycopg_dsn(url: str) -> str:
