@@ -77,6 +77,7 @@ def import_vouchers(
     rows_result: IntakeResult,
     imported_by: str,
     risk_rules: RiskRules | None,
+    now: datetime | None = None,
 ) -> ImportSummary:
     """Store one checked file inside the caller's transaction; see the module docstring.
 
@@ -84,6 +85,7 @@ def import_vouchers(
     ``None`` is for tests of intake alone): every new payment is screened (yinqi.store.risk) on its way from
     REQUESTED to PENDING_APPROVAL: a payment a rule holds or freezes goes to HELD instead.
     Vouchers paying from a frozen account are always quarantined, naming the freeze.
+    ``now`` is the moment of intake (rules such as out-of-hours judge it); default: now.
     """
     digest = hashlib.sha256(data).hexdigest()
     every_row = sorted([(line.row, line.external_ref) for line in rows_result.accepted]
@@ -94,7 +96,7 @@ def import_vouchers(
             ImportFile.source == source, ImportFile.sha256 == digest)).scalar_one()
         return ImportSummary(first, digest, 0, [], every_row, [], already_imported=True)
 
-    now = utcnow()
+    now = now or utcnow()
     rows_result = _refuse_frozen_payers(session, audit, rows_result, file_id, imported_by, now)
     accounts = _active_accounts(session)
     fresh, received, voucher_ids = _insert_vouchers(session, source, file_id, rows_result, now)
