@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
+from store_support import events
 from yinqi.approval import LOCK_AFTER_FAILURES, Reason
 from yinqi.bootstrap import App
 from yinqi.errors import InvalidValue
@@ -35,7 +36,6 @@ from yinqi.store.approvals import (
 from yinqi.store.models import (
     Alert,
     Approval,
-    AuditEventRow,
     BankAccount,
     OtpUse,
     Payment,
@@ -101,12 +101,6 @@ def do_reject(app: App, username: str, ids: list[int], reason: str, *,
 def state_of(app: App, pid: int) -> str:
     with app.sessions() as s:
         return s.get_one(Payment, pid).state
-
-
-def events(app: App, action: str) -> list[AuditEventRow]:
-    with app.sessions() as s:
-        return list(s.execute(select(AuditEventRow).where(AuditEventRow.action == action)
-                              .order_by(AuditEventRow.seq)).scalars())
 
 
 def assert_refused_and_audited(app: App, outcome: ApprovalOutcome | RejectOutcome,

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from conftest import fresh_pg_database
 from sandbox_support import alert_only_risk_rules
+from store_support import code, events
 from yinqi.backup import LocalTarget, RestoreReport, create_backup, restore_backup
 from yinqi.backup.guard import still_frozen
 from yinqi.backup.service import drill, take_backup
@@ -37,7 +38,6 @@ from yinqi.doctor import Status, check_restore_freeze
 from yinqi.pipeline import BankPool, Pacing, drive, form_batches, open_work, send_batches
 from yinqi.pipeline import chaos, sign_batches
 from yinqi.store import risk_decisions as decide
-from yinqi.store.approvals import current_code
 from yinqi.store.intake import import_vouchers, own_accounts
 from yinqi.store.models import AuditEventRow, BankAccount, Batch, Freeze, Payment
 from yinqi.vouchers import DEFAULT_MAPPING, load_mappings, read_rows, validate_rows
@@ -98,23 +98,10 @@ def e2e_of(app: App, pid: int) -> str:
 def booked(world: DemoWorld) -> dict[str, int]:
     """How often the sandbox bank took each end-to-end ID."""
     out: dict[str, int] = {}
-    for code in ("icbc", "cmb"):
-        for row in world.control("GET", f"payments/{code}"):  # type: ignore[union-attr]
+    for bank in ("icbc", "cmb"):
+        for row in world.control("GET", f"payments/{bank}"):  # type: ignore[union-attr]
             out[row["end_to_end_id"]] = out.get(row["end_to_end_id"], 0) + 1
     return out
-
-
-def code(app: App, user: str, at: datetime) -> str:
-    with app.sessions() as s:
-        return current_code(s, app.field_cipher, user, at)
-
-
-def events(app: App, action: str) -> list[AuditEventRow]:
-    with app.sessions() as s:
-        rows = list(s.execute(select(AuditEventRow).where(AuditEventRow.action == action)
-                              .order_by(AuditEventRow.seq)).scalars())
-        s.expunge_all()
-    return rows
 
 
 @contextmanager

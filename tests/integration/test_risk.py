@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select, update
 
 from config.risk import RiskRules
+from store_support import code, events
 from yinqi.bootstrap import App
 from yinqi.demo.vouchers import HEADER
 from yinqi.errors import SecurityError
@@ -103,11 +104,6 @@ class Clock:
         return self.now
 
 
-def code(app: App, user: str, at: datetime) -> str:
-    with app.sessions() as s:
-        return current_code(s, app.field_cipher, user, at)
-
-
 def release(app: App, pid: int, user: str, at: datetime, **kw: Any) -> decide.Outcome:
     with app.sessions.begin() as s:
         return decide.release(s, app.audit, app.field_cipher, payment=pid, username=user,
@@ -152,14 +148,6 @@ def hits(app: App, pid: int | None = None) -> list[RiskHit]:
         if pid is not None:
             query = query.where(RiskHit.payment_id == pid)
         rows = list(s.execute(query).scalars())
-        s.expunge_all()
-    return rows
-
-
-def events(app: App, action: str) -> list[AuditEventRow]:
-    with app.sessions() as s:
-        rows = list(s.execute(select(AuditEventRow).where(AuditEventRow.action == action)
-                              .order_by(AuditEventRow.seq)).scalars())
         s.expunge_all()
     return rows
 

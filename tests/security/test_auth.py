@@ -14,6 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
+from store_support import code, events
 from yinqi.approval import LOCK_AFTER_FAILURES
 from yinqi.bootstrap import App
 from yinqi.errors import InvalidValue, SecurityError
@@ -57,11 +58,6 @@ def give_password(app: App, username: str, password: str = PASSWORD) -> None:
                           actor="admin", now=NOW)
 
 
-def code(app: App, username: str, at: datetime) -> str:
-    with app.sessions() as s:
-        return auth.current_code(s, app.field_cipher, username, at)
-
-
 def log_in(app: App, username: str, at: datetime, *, password: str = PASSWORD,
            code_: str | None = None, origin: str = HOME, risk: Any = None
            ) -> auth.LoggedIn | auth.Denied:
@@ -83,12 +79,6 @@ def wrong_code(app: App, username: str, at: datetime) -> str:
 def resolve(app: App, token: str, at: datetime) -> Any:
     with app.sessions.begin() as s:
         return auth.resolve(s, token, at)
-
-
-def events(app: App, action: str) -> list[AuditEventRow]:
-    with app.sessions() as s:
-        return list(s.execute(select(AuditEventRow).where(AuditEventRow.action == action)
-                              .order_by(AuditEventRow.seq)).scalars())
 
 
 def user(app: App, username: str) -> User:
