@@ -52,16 +52,19 @@ def _alert(app: App, kind: str, severity: str, subject: str, message: str,
            details: dict[str, Any], now: datetime, *, once: bool = False) -> None:
     """``once``: not again while an alert of this kind and subject is unacknowledged (what
     retention finds wrong is found again every night)."""
+    from yinqi.store.alerts import raise_once
     from yinqi.store.models import Alert
 
     with app.sessions.begin() as session:
-        if once and session.execute(select(Alert.id).where(
-                Alert.kind == kind, Alert.subject == subject,
-                Alert.acknowledged_at.is_(None)).limit(1)).first() is not None:
-            return
-        alert = Alert(kind=kind, severity=severity, subject=subject, message=message,
-                      details=details, created_at=now)
-        session.add(alert)
+        if once:
+            alert = raise_once(session, kind=kind, severity=severity, subject=subject,
+                               message=message, details=details, created_at=now)
+            if alert is None:
+                return
+        else:
+            alert = Alert(kind=kind, severity=severity, subject=subject, message=message,
+                          details=details, created_at=now)
+            session.add(alert)
         session.flush()
         app.audit.append(session, actor="system", action="alert.raised", subject_type="alert",
                          subject_ids=[alert.id], details={"kind": kind, "severity": severity},

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from connectors.errors import CertificateError
 from yinqi.alerts import Severity
 from yinqi.bootstrap import App
 from yinqi.errors import KeyStoreError, YinqiError
-from yinqi.store.models import Alert
+from yinqi.store.alerts import raise_once
 
 
 def alert_once(app: App, *, kind: str, severity: Severity, subject: str, message: str,
@@ -23,13 +21,8 @@ def alert_once(app: App, *, kind: str, severity: Severity, subject: str, message
     """Raise an alert unless one of ``kind`` about ``subject`` is still unacknowledged;
     whether it was raised."""
     with app.sessions.begin() as s:
-        if s.execute(select(Alert.id).where(
-                Alert.kind == kind, Alert.subject == subject,
-                Alert.acknowledged_at.is_(None)).limit(1)).first() is not None:
-            return False
-        s.add(Alert(kind=kind, severity=severity.value, subject=subject,
-                    message=message[:2000], details=details))
-    return True
+        return raise_once(s, kind=kind, severity=severity.value, subject=subject,
+                          message=message[:2000], details=details) is not None
 
 
 #: The one alert about our signing key, whichever key is current.

@@ -35,6 +35,7 @@ from yinqi.pipeline.outcomes import next_poll_delay
 from yinqi.pipeline.reports import apply_reports, in_flight_e2e
 from yinqi.pipeline.signing import read_archived
 from yinqi.states import PaymentState
+from yinqi.store.alerts import raise_once
 from yinqi.store.claims import DEFAULT_LEASE, claim_batches, release_batches
 from yinqi.store.models import Alert, Batch, Payment
 from yinqi.store.risk import audit_refused, frozen_unsent_batches, sendable, why_frozen
@@ -347,16 +348,11 @@ def _alert(app: App, kind: str, severity: Severity, batch: Batch, message: str) 
 
 def _tampered(app: App, batch: Batch, problem: str) -> None:
     with app.sessions.begin() as s:
-        # One open alert per batch: every refusal is audited, but the operators are told once.
-        told = s.execute(select(Alert.id).where(
-            Alert.kind == "batch.file_tampered", Alert.subject == f"batch {batch.msg_id}",
-            Alert.acknowledged_at.is_(None))).first()
-        if told is None:
-            s.add(Alert(kind="batch.file_tampered", severity=Severity.CRITICAL.value,
-                        subject=f"batch {batch.msg_id}",
-                        message="the signed payment file changed, vanished or no longer decrypts "
-                                "after signing; it was not sent",
-                        details={"batch_id": batch.id, "file": batch.file_path}))
+        raise_once(s, kind="batch.file_tampered", severity=Severity.CRITICAL.value,
+                   subject=f"batch {batch.msg_id}",
+                   message="the signed payment file changed, vanished or no longer decrypts "
+                           "after signing; it was not sent",
+                   details={"batch_id": batch.id, "file": batch.file_path})
         app.audit.append(s, actor="yinqi.pipeline", action="batch.file_tampered",
                          subject_type="batch", subject_ids=[batch.id],
                          details={"msg_id": batch.msg_id, "expected_sha256": batch.file_sha256,
