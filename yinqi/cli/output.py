@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Console, ConsoleDimensions
 
 from yinqi.i18n import _
@@ -61,8 +62,6 @@ def report_decision(outcome: Outcome, json_out: bool) -> None:
     """A person's decision (release, freeze, unfreeze ...): its message, or why it was refused
     and exit 1. The transaction has committed: a refusal and its audit event stay whatever the
     exit code."""
-    import typer
-
     if json_out:
         print_json(outcome.as_json())
     elif outcome.ok:
